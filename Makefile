@@ -1,0 +1,53 @@
+# Aerodrome: two commands on a fresh machine (Python 3.11 + package registries):
+#   make demo   # installs everything, runs the flight-delay lifecycle on the embedded default
+#   make test   # installs everything, runs the test suite
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# Extra pip arguments for torch, e.g. a CPU-only index elsewhere; here pip finds the local CPU wheel.
+TORCH_PIP_ARGS ?=
+DAYS ?= 31
+
+.PHONY: install demo test up settings bench lint clean help
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/.installed: requirements.txt constraints.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check uv==0.13.8
+	@# torch first through pip, so the CPU build is used where one is configured (uv would pick CUDA)
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 $(TORCH_PIP_ARGS)
+	$(BIN)/uv pip install --python $(PY) -q -r requirements.txt -c constraints.txt -e .
+	@touch $@
+
+install: $(BIN)/.installed ## create .venv and install the pinned environment
+
+demo: install ## run the flight-delay lifecycle on the embedded default (DAYS=365 for the full year)
+	$(PY) -m aerodrome_airflow.demo --days $(DAYS)
+
+test: install ## run the test suite (starts PostgreSQL/Redis if they are not running)
+	@bash scripts/ensure-services.sh
+	$(BIN)/ruff check dags plugins include tests bench
+	$(BIN)/pytest
+
+up: install ## start the Airflow UI on http://127.0.0.1:8080 with every DAG (Ctrl-C stops)
+	$(PY) -m aerodrome_airflow.up
+
+settings: install ## (re)load airflow_settings.yaml into the embedded Airflow
+	$(PY) -m aerodrome_airflow.embedded db migrate >/dev/null
+	$(PY) -c "from aerodrome_airflow.embedded import apply_embedded_environ as a; a(); \
+	from aerodrome_airflow.airflow_settings import load_airflow_settings as l; \
+	from aerodrome_airflow.embedded import PROJECT_ROOT as r; print(l(r / 'airflow_settings.yaml'))"
+
+bench: install ## benchmarks; results also go to bench/results/
+	$(PY) -m bench
+
+lint: install
+	$(BIN)/ruff check dags plugins include tests bench
+	$(BIN)/ruff format --check dags plugins include tests bench
+
+clean: ## remove the embedded Airflow home and data (never touches the source tree)
+	rm -rf .airflow .aerodrome

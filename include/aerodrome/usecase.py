@@ -1,0 +1,209 @@
+"""Use-case specs: one declarative YAML per ML domain under `include/usecases/<name>/usecase.yaml`.
+
+Onboarding a domain means adding a folder; DAGs, ingestion and later stages read the spec.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from aerodrome.errors import SpecError
+
+SPEC_FILE = "usecase.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnType(str, Enum):
+    string = "string"
+    int = "int"
+    float = "float"
+    bool = "bool"
+    timestamp = "timestamp"
+
+
+class FileDropSource(_Strict):
+    """Daily files dropped into a landing folder (local path or s3:// URI)."""
+
+    kind: Literal["file_drop"]
+    path: str = Field(description="Landing folder, relative to the data root, absolute, or s3://")
+    pattern: str = Field(default="{ds}.csv", description="File name for one interval; {ds} = YYYY-MM-DD")
+    format: Literal["csv", "parquet"] = "csv"
+    replay: str | None = Field(default=None, description="Demo feed that fills the landing zone")
+
+
+class PostgresSource(_Strict):
+    """Rows of a PostgreSQL table whose timestamp column falls inside the data interval."""
+
+    kind: Literal["postgres"]
+    table: str
+    conn_id: str = "aerodrome_source_db"
+    timestamp_column: str | None = None
+
+
+Source = Annotated[FileDropSource | PostgresSource, Field(discriminator="kind")]
+
+
+class Target(_Strict):
+    column: str
+    task: Literal["classification", "regression"]
+    threshold: float | None = Field(default=None, description="classification label = column > threshold")
+
+
+class Schedule(_Strict):
+    start_date: date
+    end_date: date | None = None
+    catchup: bool = False
+    ingest: str = "@daily"
+
+
+class Expectation(_Strict):
+    """One data-quality rule; `type` names the check, the rest are its arguments."""
+
+    type: Literal["not_null", "between", "in_set", "unique", "row_count", "type", "freshness"]
+    column: str | None = None
+    columns: list[str] | None = None
+    min: float | None = None
+    max: float | None = None
+    values: list[Any] | None = None
+    mostly: float = 1.0
+
+
+class FeatureView(_Strict):
+    name: str
+    entities: list[str]
+    features: list[str]
+    ttl_days: int = 30
+    description: str = ""
+
+
+class Resources(_Strict):
+    cpu: str = "1"
+    memory: str = "2Gi"
+    gpu: int = 0
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ModelSpec(_Strict):
+    flavor: Literal["xgboost", "pytorch"] = "xgboost"
+    params: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    slices: list[str] = Field(default_factory=list)
+
+
+class PromotionGates(_Strict):
+    metric: str = "roc_auc"
+    min_improvement: float = 0.0
+    max_slice_regression: float = 0.02
+    latency_budget_ms: float = 50.0
+    require_approval: bool = False
+
+
+class CanaryPolicy(_Strict):
+    steps: list[int] = Field(default_factory=lambda: [5, 25, 50, 100])
+    analysis_minutes: int = 30
+    max_error_rate: float = 0.01
+    max_p99_latency_ms: float = 100.0
+
+
+class DriftPolicy(_Strict):
+    schedule: str = "@daily"
+    max_drifted_share: float = 0.3
+
+
+class UseCase(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    owner: str
+    tags: list[str] = Field(default_factory=list)
+    source: Source
+    columns: dict[str, ColumnType]
+    natural_key: list[str]
+    entity_keys: list[str]
+    event_timestamp: str
+    target: Target
+    schedule: Schedule
+    expectations: list[Expectation] = Field(default_factory=list)
+    features: list[FeatureView] = Field(default_factory=list)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    promotion: PromotionGates = Field(default_factory=PromotionGates)
+    canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
+    drift: DriftPolicy = Field(default_factory=DriftPolicy)
+
+    @model_validator(mode="after")
+    def _columns_exist(self) -> UseCase:
+        known = set(self.columns)
+        refs: list[tuple[str, str]] = [(f"natural_key[{i}]", c) for i, c in enumerate(self.natural_key)]
+        refs += [(f"entity_keys[{i}]", c) for i, c in enumerate(self.entity_keys)]
+        refs += [("event_timestamp", self.event_timestamp), ("target.column", self.target.column)]
+        refs += [("model.slices", c) for c in self.model.slices]
+        if isinstance(self.source, PostgresSource) and self.source.timestamp_column:
+            refs.append(("source.timestamp_column", self.source.timestamp_column))
+        for i, exp in enumerate(self.expectations):
+            refs += [(f"expectations[{i}].column", c) for c in [exp.column] if c]
+            refs += [(f"expectations[{i}].columns", c) for c in exp.columns or []]
+        for field_name, column in refs:
+            if column not in known:
+                raise ValueError(
+                    f"{field_name} names column {column!r}, which is not declared under 'columns' "
+                    f"(declared: {', '.join(sorted(known))}). Add it to 'columns' or fix the name."
+                )
+        if self.columns.get(self.event_timestamp) is not ColumnType.timestamp:
+            raise ValueError(f"event_timestamp column {self.event_timestamp!r} must have type 'timestamp'")
+        if self.target.task == "classification" and self.target.threshold is None:
+            if self.columns[self.target.column] is not ColumnType.bool:
+                raise ValueError("target.threshold is required for a classification target that is not bool")
+        return self
+
+    @property
+    def timestamp_column(self) -> str:
+        if isinstance(self.source, PostgresSource) and self.source.timestamp_column:
+            return self.source.timestamp_column
+        return self.event_timestamp
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown field {where!r}: remove it or check its spelling")
+        else:
+            lines.append(f"{where}: {e['msg']}")
+    return "; ".join(lines)
+
+
+def load_usecase(path: str | Path) -> UseCase:
+    """Load and check one spec: `path` is the use-case folder or its `usecase.yaml`."""
+    path = Path(path)
+    spec_file = path / SPEC_FILE if path.is_dir() else path
+    if not spec_file.is_file():
+        raise SpecError(f"{spec_file}: use-case spec not found (each use case needs a {SPEC_FILE})")
+    try:
+        raw = yaml.safe_load(spec_file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{spec_file}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"{spec_file}: the spec must be a mapping of fields")
+    try:
+        spec = UseCase.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(f"{spec_file}: {_describe(exc)}") from None
+    if spec.name != spec_file.parent.name:
+        raise SpecError(f"{spec_file}: name {spec.name!r} must equal its folder name {spec_file.parent.name!r}")
+    return spec
+
+
+def discover_usecases(usecases_dir: str | Path) -> list[UseCase]:
+    """Every use case under `usecases_dir`, sorted by name (folders without a spec are ignored)."""
+    root = Path(usecases_dir)
+    return [load_usecase(d) for d in sorted(root.iterdir()) if (d / SPEC_FILE).is_file()]

