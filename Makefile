@@ -20,7 +20,7 @@ $(BIN)/.installed: requirements.txt constraints.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check uv==0.13.8
 	@# torch first through pip, so the CPU build is used where one is configured (uv would pick CUDA)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 $(TORCH_PIP_ARGS)
-	$(BIN)/uv pip install --python $(PY) -q -r requirements.txt -c constraints.txt -e .
+	$(BIN)/uv pip install --python $(PY) -q --compile-bytecode -r requirements.txt -c constraints.txt -e .
 	@touch $@
 
 install: $(BIN)/.installed ## create .venv and install the pinned environment

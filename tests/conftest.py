@@ -19,11 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="aerodrome-tests-"))
 USECASES_DIR = SESSION_DIR / "usecases"
 shutil.copytree(ROOT / "include" / "usecases", USECASES_DIR)
+shutil.copytree(ROOT / "tests" / "usecases", USECASES_DIR, dirs_exist_ok=True)  # test-only domains
 
 os.environ["AIRFLOW_HOME"] = str(SESSION_DIR / "airflow")
 os.environ["AERODROME_DATA_ROOT"] = str(SESSION_DIR / "data")
 os.environ["AERODROME_USECASES_DIR"] = str(USECASES_DIR)
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+os.environ["AIRFLOW_CONN_AERODROME_TEST_DB"] = "postgresql://postgres@127.0.0.1:5432/aerodrome_test"
 
 from aerodrome_airflow.embedded import apply_embedded_environ  # noqa: E402
 

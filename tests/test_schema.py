@@ -25,7 +25,7 @@ def test_conform_casts_declared_types_and_keeps_extras():
     out = conform(frame(), COLUMNS, "drop.csv")
     assert list(out.columns) == ["id", "name", "ts", "x", "flag", "extra"]
     assert str(out["id"].dtype) == "Int64" and out["id"].isna().sum() == 1
-    assert str(out["ts"].dtype) == "datetime64[ns, UTC]"
+    assert str(out["ts"].dtype) == "datetime64[us, UTC]"
     assert out["x"].tolist()[0] == 1.5 and pd.isna(out["x"][1])
     assert out["flag"].tolist()[:2] == [True, False]
 

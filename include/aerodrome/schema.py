@@ -11,7 +11,10 @@ _EXAMPLES = 3
 
 
 def _bad_rows(original: pd.Series, converted: pd.Series) -> pd.Series:
-    return original.notna() & converted.isna() & (original.astype("string").str.strip() != "")
+    lost = original.notna() & converted.isna()
+    if not lost.any():  # the common case: skip the costly text comparison
+        return lost
+    return lost & (original.astype("string").str.strip() != "")
 
 
 def _plain(value: object) -> object:
@@ -34,7 +37,7 @@ def _convert(where: str, column: str, kind: ColumnType, values: pd.Series) -> pd
         converted = pd.to_datetime(values, utc=True, errors="coerce")
         if (bad := _bad_rows(values, converted)).any():
             _raise_bad(where, column, "a timestamp", values, bad)
-        return converted
+        return converted.dt.as_unit("us")  # one resolution whatever the source (CSV, Parquet, SQL)
     if kind is ColumnType.bool:
         if pd.api.types.is_bool_dtype(values):
             return values.astype("boolean")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ONLINE_STORES = ("sqlite", "redis")
 
 
 def _env(name: str, default: str) -> str:
@@ -27,6 +28,27 @@ class Settings:
     s3_region: str = "me-central-1"
     allowed_regions: tuple[str, ...] = field(default=("me-central-1",))
     s3_endpoint_url: str | None = None
+    # features: the Feast online store, its Redis connection, where registries live, a project prefix
+    online_store: str = "sqlite"
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
+    feature_repo: str | None = None
+    feature_namespace: str = ""
+
+    def __post_init__(self) -> None:
+        if self.online_store not in ONLINE_STORES:
+            raise ValueError(
+                f"AERODROME_ONLINE_STORE={self.online_store!r} is not supported "
+                f"(use one of: {', '.join(ONLINE_STORES)})"
+            )
+
+    @property
+    def feature_repo_dir(self) -> Path:
+        """Local folder for Feast registries and the SQLite online store (default: data root)."""
+        if self.feature_repo:
+            return Path(self.feature_repo)
+        if "://" in self.data_root:
+            return PROJECT_ROOT / ".aerodrome" / "feature_repo"
+        return Path(self.data_root) / "feature_repo"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -38,4 +60,8 @@ class Settings:
                 r.strip() for r in _env("AERODROME_ALLOWED_REGIONS", "me-central-1").split(",") if r.strip()
             ),
             s3_endpoint_url=os.environ.get("AERODROME_S3_ENDPOINT_URL") or None,
+            online_store=_env("AERODROME_ONLINE_STORE", "sqlite").lower(),
+            redis_url=_env("AERODROME_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            feature_repo=os.environ.get("AERODROME_FEATURE_REPO") or None,
+            feature_namespace=_env("AERODROME_FEATURE_NAMESPACE", ""),
         )

@@ -66,7 +66,13 @@ class Schedule(_Strict):
 
 
 class Expectation(_Strict):
-    """One data-quality rule; `type` names the check, the rest are its arguments."""
+    """One data-quality rule; `type` names the check, the rest are its arguments.
+
+    `freshness` bounds the newest value of a timestamp `column`: it must lie between `min` and
+    `max` hours after the start of the interval being validated (defaults 0 and 24). `type`
+    pins a column's dtype to the single name in `values`. `mostly` is the share of non-null rows
+    that must pass.
+    """
 
     type: Literal["not_null", "between", "in_set", "unique", "row_count", "type", "freshness"]
     column: str | None = None
@@ -78,11 +84,70 @@ class Expectation(_Strict):
 
 
 class FeatureView(_Strict):
-    name: str
-    entities: list[str]
-    features: list[str]
-    ttl_days: int = 30
+    """One Feast feature view: features of the same entities, each row stamped when it became known."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    entities: list[str] = Field(min_length=1, description="Join keys, declared under features.entities")
+    features: dict[str, ColumnType] = Field(min_length=1, description="Feature name -> type")
+    ttl_hours: int = Field(gt=0, description="A row older than this is neither served nor joined")
+    compute: str | None = Field(default=None, description="Builder computation; defaults to the view name")
     description: str = ""
+
+    @property
+    def computation(self) -> str:
+        return self.compute or self.name
+
+
+class FeatureSpec(_Strict):
+    """The `features:` section: the builder that computes the views and the Feast definitions."""
+
+    builder: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="A builder in aerodrome.features.builders")
+    timezone: str = Field(default="UTC", description="Zone of the partition day (its midnight)")
+    entities: dict[str, ColumnType] = Field(min_length=1, description="Join key -> type")
+    request_features: list[str] = Field(
+        default_factory=list, description="Columns the caller knows at request time (not looked up in Feast)"
+    )
+    views: list[FeatureView] = Field(min_length=1)
+    service: str | None = Field(default=None, description="Feature service name; default: the use-case name")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureSpec:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not an IANA zone name") from None
+        for key, kind in self.entities.items():
+            if kind in (ColumnType.timestamp, ColumnType.float):
+                raise ValueError(f"entity {key!r} has type {kind.value!r}; join keys are string, int or bool")
+        seen: dict[str, str] = {}
+        views: set[str] = set()
+        for view in self.views:
+            if view.name in views:
+                raise ValueError(f"feature view {view.name!r} is declared twice")
+            views.add(view.name)
+            unknown = [e for e in view.entities if e not in self.entities]
+            if unknown:
+                raise ValueError(
+                    f"view {view.name!r} uses entities {unknown} not declared under features.entities "
+                    f"(declared: {', '.join(self.entities)})"
+                )
+            for feature, kind in view.features.items():
+                if feature in self.entities or feature in self.request_features:
+                    raise ValueError(f"view {view.name!r}: {feature!r} is also an entity or request feature")
+                if feature in seen:
+                    raise ValueError(f"feature {feature!r} is in views {seen[feature]!r} and {view.name!r}")
+                if kind is ColumnType.timestamp:
+                    raise ValueError(f"view {view.name!r}: feature {feature!r} cannot be a timestamp")
+                seen[feature] = view.name
+        return self
+
+    def view(self, name: str) -> FeatureView:
+        for view in self.views:
+            if view.name == name:
+                return view
+        raise KeyError(name)
 
 
 class Resources(_Strict):
@@ -133,7 +198,7 @@ class UseCase(_Strict):
     target: Target
     schedule: Schedule
     expectations: list[Expectation] = Field(default_factory=list)
-    features: list[FeatureView] = Field(default_factory=list)
+    features: FeatureSpec | None = Field(default=None, description="Feast repository of the use case")
     model: ModelSpec = Field(default_factory=ModelSpec)
     promotion: PromotionGates = Field(default_factory=PromotionGates)
     canary: CanaryPolicy = Field(default_factory=CanaryPolicy)

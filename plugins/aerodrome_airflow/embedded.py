@@ -11,6 +11,18 @@ import sys
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+API_HOST = "127.0.0.1"
+API_PORT = 8080
+
+
+def api_environ(port: int = API_PORT) -> dict[str, str]:
+    """Where the API server listens and where task processes reach it: loopback only."""
+    return {
+        "AIRFLOW__API__HOST": API_HOST,
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://{API_HOST}:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{API_HOST}:{port}/execution/",
+    }
 
 
 def embedded_environ(home: Path | None = None, root: Path = PROJECT_ROOT) -> dict[str, str]:
@@ -25,14 +37,15 @@ def embedded_environ(home: Path | None = None, root: Path = PROJECT_ROOT) -> dic
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": "8080",
+        **api_environ(),
         "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API__BASE_URL": "http://127.0.0.1:8080",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://127.0.0.1:8080/execution/",
         # the scheduler loop sleeps 1 s when idle by default: most of a short task's latency
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+        # a task's supervisor polls every min_heartbeat_interval (5 s) and often notices the task
+        # process has exited only on the next poll, holding the executor slot ~5 s after each task
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "2",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AERODROME_DATA_ROOT": str(root / ".aerodrome" / "data"),
         "AERODROME_USECASES_DIR": str(root / "include" / "usecases"),

@@ -1,0 +1,64 @@
+"""Every generated DAG imports, is documented and owned, and parses without heavy imports."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aerodrome.usecase import discover_usecases
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ["pandas", "numpy", "pyarrow", "feast", "mlflow", "torch", "xgboost", "great_expectations", "evidently"]
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+
+
+def test_one_ingest_dag_per_usecase(dagbag):
+    names = [s.name for s in discover_usecases(os.environ["AERODROME_USECASES_DIR"])]
+    assert {"flight_delay", "store_demand", "pg_orders"} <= set(names)
+    for name in names:
+        assert f"ingest_{name}" in dagbag.dags
+
+
+def test_dags_are_owned_documented_and_triggerable(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.doc_md and len(dag.doc_md) > 100, dag_id
+        assert dag.tags and "aerodrome" in dag.tags, dag_id
+        assert dag.params, f"{dag_id} has no trigger form (params)"
+        for task in dag.tasks:
+            assert task.owner not in ("", "airflow"), f"{dag_id}.{task.task_id} has no owner"
+            assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+
+
+def test_no_cycles(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        state: dict[str, int] = {}
+
+        def visit(task_id: str, path: tuple[str, ...]) -> None:
+            assert state.get(task_id) != 1, f"cycle in {dag_id}: {' -> '.join((*path, task_id))}"
+            if state.get(task_id) == 2:
+                return
+            state[task_id] = 1
+            for child in dag.get_task(task_id).downstream_task_ids:
+                visit(child, (*path, task_id))
+            state[task_id] = 2
+
+        for task_id in dag.task_ids:
+            visit(task_id, ())
+
+
+@pytest.mark.parametrize("dag_file", sorted(p.name for p in (ROOT / "dags").glob("*.py")))
+def test_dag_files_import_no_heavy_modules(dag_file):
+    code = (
+        "import runpy, sys, json;"
+        f"runpy.run_path({str(ROOT / 'dags' / dag_file)!r});"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [], f"{dag_file} imports heavy modules at parse time"
