@@ -135,9 +135,7 @@ def _lookup_rows(spec: UseCase, settings: Settings, entities: list[dict], calls:
                     ours.append(time.perf_counter_ns() - started)
         (b50, b99), (o50, o99) = _percentiles(bare), _percentiles(ours)
         label = f"online lookup {settings.online_store}, {size} entit{'y' if size == 1 else 'ies'}"
-        common = (
-            f"{calls} calls each, interleaved; {len(refs)} features from {len(spec.features.views)} views"
-        )
+        common = f"{calls} calls each, interleaved; {len(refs)} features from {len(spec.features.views)} views"
         rows += [
             {
                 "name": f"{label} p50",
@@ -213,8 +211,7 @@ def _training_rows(settings: Settings, spec: UseCase, first: date, last: date) -
             "value": round(out["peak_mb"]),
             "unit": "MB",
             "baseline": FILE_STORE_PEAK_MB,
-            "note": f"{out['before_mb']:.0f} MB after imports; "
-            f"baseline = Feast file store, 100k rows (stack notes)",
+            "note": f"{out['before_mb']:.0f} MB after imports; baseline = Feast file store, 100k rows (stack notes)",
         },
         {
             "name": "training set rows in -> out",
@@ -284,9 +281,7 @@ def run(quick: bool = False) -> list[dict]:
         results += _lookup_rows(spec, settings, entities, calls)
         problem = _redis_ready(REDIS_URL)
         if problem:
-            results.append(
-                {"name": "redis figures", "value": None, "unit": "", "note": f"skipped: {problem}"}
-            )
+            results.append({"name": "redis figures", "value": None, "unit": "", "note": f"skipped: {problem}"})
         else:
             namespace = f"bench{uuid.uuid4().hex[:6]}"
             redis = replace(settings, online_store="redis", redis_url=REDIS_URL, feature_namespace=namespace)

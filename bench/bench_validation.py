@@ -29,8 +29,7 @@ GOAL = "<= 3"  # the passing path costs at most 3x the pandas floor
 def _spec_for_one_frame(spec):
     """The flight_delay spec with the per-partition row-count bound widened to a whole year in one frame."""
     rules = [
-        r.model_copy(update={"min": 1, "max": 10_000_000}) if r.type == "row_count" else r
-        for r in spec.expectations
+        r.model_copy(update={"min": 1, "max": 10_000_000}) if r.type == "row_count" else r for r in spec.expectations
     ]
     return spec.model_copy(update={"expectations": rules})
 
@@ -144,12 +143,8 @@ def _one_frame(frame: pd.DataFrame, spec, repeats: int) -> list[dict]:
             "the same, compiling the suite each time (the gate caches it per spec)",
         ),
         _row("validation.one_frame.gx_boolean_only", rows, gx_bool_s, floor_s, f"GX BOOLEAN_ONLY; {where}"),
-        _row(
-            "validation.one_frame.gx_summary", rows, gx_summary_s, floor_s, f"GX default (SUMMARY); {where}"
-        ),
-        _cost(
-            "validation.one_frame.passing_path_cost", ours_s, floor_s, "passing path vs pandas floor", GOAL
-        ),
+        _row("validation.one_frame.gx_summary", rows, gx_summary_s, floor_s, f"GX default (SUMMARY); {where}"),
+        _cost("validation.one_frame.passing_path_cost", ours_s, floor_s, "passing path vs pandas floor", GOAL),
         _cost("validation.one_frame.gx_boolean_only_cost", gx_bool_s, floor_s, "GX BOOLEAN_ONLY vs floor"),
         _cost("validation.one_frame.gx_summary_cost", gx_summary_s, floor_s, "GX default SUMMARY vs floor"),
     ]
@@ -190,9 +185,7 @@ def _per_day(frame: pd.DataFrame, spec, gx_days: int, e2e_days: int) -> list[dic
         _row("validation.daily.passing_path", rows, ours_s, floor_s, f"{len(days)} daily frames"),
         _row("validation.daily.gx_boolean_only", sample_rows, gx_s, floor_sample_s, sample_note),
         _cost("validation.daily.passing_path_cost", ours_s, floor_s, "passing path vs floor, daily", GOAL),
-        _cost(
-            "validation.daily.gx_boolean_only_cost", gx_s, floor_sample_s, "GX BOOLEAN_ONLY vs floor, daily"
-        ),
+        _cost("validation.daily.gx_boolean_only_cost", gx_s, floor_sample_s, "GX BOOLEAN_ONLY vs floor, daily"),
     ]
 
     with tempfile.TemporaryDirectory(prefix="aerodrome-bench-") as tmp:

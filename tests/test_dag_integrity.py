@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from aerodrome.usecase import discover_usecases
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,21 +34,28 @@ def test_dags_are_owned_documented_and_triggerable(dagbag):
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
 
 
+def find_cycle(dag) -> list[str] | None:
+    """A cycle of task ids in `dag`, or None (depth-first search with three colours)."""
+    state: dict[str, int] = {}
+
+    def visit(task_id: str, path: list[str]) -> list[str] | None:
+        if state.get(task_id) == 1:
+            return [*path, task_id]
+        if state.get(task_id) == 2:
+            return None
+        state[task_id] = 1
+        for child in sorted(dag.get_task(task_id).downstream_task_ids):
+            if cycle := visit(child, [*path, task_id]):
+                return cycle
+        state[task_id] = 2
+        return None
+
+    return next((c for t in dag.task_ids if (c := visit(t, []))), None)
+
+
 def test_no_cycles(dagbag):
     for dag_id, dag in dagbag.dags.items():
-        state: dict[str, int] = {}
-
-        def visit(task_id: str, path: tuple[str, ...]) -> None:
-            assert state.get(task_id) != 1, f"cycle in {dag_id}: {' -> '.join((*path, task_id))}"
-            if state.get(task_id) == 2:
-                return
-            state[task_id] = 1
-            for child in dag.get_task(task_id).downstream_task_ids:
-                visit(child, (*path, task_id))
-            state[task_id] = 2
-
-        for task_id in dag.task_ids:
-            visit(task_id, ())
+        assert find_cycle(dag) is None, f"cycle in {dag_id}: {find_cycle(dag)}"
 
 
 @pytest.mark.parametrize("dag_file", sorted(p.name for p in (ROOT / "dags").glob("*.py")))

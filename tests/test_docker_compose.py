@@ -404,9 +404,7 @@ def test_dockerfile_hard_codes_no_package_index(path):
 def test_airflow_image_installs_the_pinned_environment(services):
     instructions = dockerfile(AIRFLOW_DOCKERFILE)
     image = base_image(instructions)
-    assert fnmatch(image, f"python:{project_python()}-slim*"), (
-        f"{image} is not python:{project_python()}-slim"
-    )
+    assert fnmatch(image, f"python:{project_python()}-slim*"), f"{image} is not python:{project_python()}-slim"
     runs = [a for k, a in instructions if k == "RUN"]
     install = [r for r in runs if re.search(r"pip install .*-r requirements\.txt", r)]
     assert install, "the Airflow image does not install requirements.txt"

@@ -1,10 +1,9 @@
 """End to end through Airflow: the generated ingest DAGs run with `dag.test()` for several intervals."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg2
 import pytest
-
 from aerodrome.ingest.partition import read_manifest, read_partition
 from aerodrome.landing.flights import load_flights
 from aerodrome.settings import Settings
@@ -27,7 +26,7 @@ def data():
 
 def test_flights_ingested_partition_by_partition_and_rerun_is_idempotent(dagbag, data):
     dag = dagbag.get_dag("ingest_flight_delay")
-    days = [datetime(2013, 2, d, tzinfo=timezone.utc) for d in (1, 2, 3)]
+    days = [datetime(2013, 2, d, tzinfo=UTC) for d in (1, 2, 3)]
     for day in days:
         state, tasks = run_day(dag, day, replay_drop=True)
         assert state == "success", tasks
@@ -55,21 +54,20 @@ def test_missing_drop_fails_the_task_and_keeps_other_partitions(dagbag, data):
     dag = dagbag.get_dag("ingest_flight_delay")
     dag.get_task("ingest_partition").retries = 0  # a retry would wait retry_delay in dag.test()
     before = data.partitions("raw/flight_delay")
-    state, tasks = run_day(dag, datetime(2013, 6, 1, tzinfo=timezone.utc))  # nothing dropped for June
+    state, tasks = run_day(dag, datetime(2013, 6, 1, tzinfo=UTC))  # nothing dropped for June
     assert state == "failed" and str(tasks["ingest_partition"]) == "failed"
     assert data.partitions("raw/flight_delay") == before
 
 
 def test_second_domain_through_the_same_dag_code(dagbag, data):
-    state, tasks = run_day(dagbag.get_dag("ingest_store_demand"), datetime(2024, 5, 1, tzinfo=timezone.utc),
-                           replay_drop=True)
+    state, tasks = run_day(dagbag.get_dag("ingest_store_demand"), datetime(2024, 5, 1, tzinfo=UTC), replay_drop=True)
     assert state == "success", tasks
     assert read_manifest(data, "raw/store_demand/date=2024-05-01").rows == 1400
 
 
 @pytest.mark.postgres
 def test_postgres_source_dag(dagbag, data, pg_database):
-    day = datetime(2024, 1, 2, tzinfo=timezone.utc)
+    day = datetime(2024, 1, 2, tzinfo=UTC)
     conn = psycopg2.connect(**pg_database)
     with conn, conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS orders")

@@ -65,9 +65,7 @@ def publish_validated(storage: LocalStorage, spec: UseCase, wanted: list[date]) 
 
 
 def settings_for(root: Path, **overrides) -> Settings:
-    base = Settings(
-        data_root=str(root), usecases_dir=ROOT / "include/usecases", feature_repo=str(root / "repo")
-    )
+    base = Settings(data_root=str(root), usecases_dir=ROOT / "include/usecases", feature_repo=str(root / "repo"))
     return replace(base, **overrides)
 
 
@@ -120,9 +118,7 @@ def test_a_feature_the_builder_cannot_compute_is_named():
     features = FLIGHTS.features.model_copy(
         update={
             "views": [
-                FLIGHTS.features.views[2].model_copy(
-                    update={"features": {"carrier_delays_7x": ColumnType.float}}
-                )
+                FLIGHTS.features.views[2].model_copy(update={"features": {"carrier_delays_7x": ColumnType.float}})
             ]
         }
     )
@@ -200,9 +196,7 @@ def test_apply_runs_only_when_definitions_change_and_keeps_the_watermark(repo):
     assert set(watermarks) == {v.name for v in FLIGHTS.features.views} and all(watermarks.values())
     assert apply_definitions(FLIGHTS, repo) is False  # nothing changed: no Feast call at all
 
-    views = [
-        v.model_copy(update={"description": v.description + " (edited)"}) for v in FLIGHTS.features.views
-    ]
+    views = [v.model_copy(update={"description": v.description + " (edited)"}) for v in FLIGHTS.features.views]
     edited = FLIGHTS.model_copy(update={"features": FLIGHTS.features.model_copy(update={"views": views})})
     assert apply_definitions(edited, repo) is True
     assert apply_definitions(edited, repo) is False
@@ -277,9 +271,7 @@ def redis_repo(lake):
             pytest.fail(message)
         pytest.skip(message)
     namespace = f"t{uuid.uuid4().hex[:8]}"
-    settings = settings_for(
-        Path(lake.root), online_store="redis", redis_url=REDIS_URL, feature_namespace=namespace
-    )
+    settings = settings_for(Path(lake.root), online_store="redis", redis_url=REDIS_URL, feature_namespace=namespace)
     yield settings
     project = f"{namespace}_{FLIGHTS.name}".encode()
     keys = list(client.scan_iter(match=b"*" + project, count=1000))
@@ -306,30 +298,21 @@ def test_a_feature_row_stamped_after_the_event_is_never_joined(lake, repo):
         {
             "row_id": range(3),
             "event_timestamp": pd.to_datetime(instants, utc=True),
-            **{
-                k: [v] * 3
-                for k, v in {"carrier": "UA", "origin": "EWR", "dest": "ORD", "tailnum": "N14228"}.items()
-            },
+            **{k: [v] * 3 for k, v in {"carrier": "UA", "origin": "EWR", "dest": "ORD", "tailnum": "N14228"}.items()},
             "dep_hour": 8,
             "weekday": 4,
         }
     )
     joined = point_in_time_join(FLIGHTS, repo, events)
-    assert joined.loc[0, "carrier_delay_rate_7d"] == pytest.approx(
-        before["carrier_delay_rate_7d"]
-    )  # not the future
-    assert joined.loc[1, "carrier_delay_rate_7d"] == pytest.approx(
-        ua.iloc[-1]["carrier_delay_rate_7d"]
-    )  # at it
+    assert joined.loc[0, "carrier_delay_rate_7d"] == pytest.approx(before["carrier_delay_rate_7d"])  # not the future
+    assert joined.loc[1, "carrier_delay_rate_7d"] == pytest.approx(ua.iloc[-1]["carrier_delay_rate_7d"])  # at it
     assert pd.isna(joined.loc[2, "carrier_flights_7d"])  # before the first row: null, and the event is kept
     assert joined["row_id"].tolist() == [0, 1, 2]
 
 
 def test_feast_join_equals_a_textbook_as_of_join_on_every_view(lake, repo):
     """Each joined value is the newest row at or before the event within the TTL (pandas merge_asof)."""
-    events, _ = labelled_events(
-        FLIGHTS, lake, datetime(2013, 2, 1, tzinfo=UTC), datetime(2013, 2, 15, tzinfo=UTC)
-    )
+    events, _ = labelled_events(FLIGHTS, lake, datetime(2013, 2, 1, tzinfo=UTC), datetime(2013, 2, 15, tzinfo=UTC))
     joined = point_in_time_join(FLIGHTS, repo, events).set_index("row_id")
     for view in FLIGHTS.features.views:
         keys = list(view.entities)
@@ -346,9 +329,7 @@ def test_feast_join_equals_a_textbook_as_of_join_on_every_view(lake, repo):
             tolerance=pd.Timedelta(hours=view.ttl_hours),
             direction="backward",
         ).set_index("row_id")
-        assert (
-            expected["stamp"].dropna() <= expected.loc[expected["stamp"].notna(), "event_timestamp"]
-        ).all()
+        assert (expected["stamp"].dropna() <= expected.loc[expected["stamp"].notna(), "event_timestamp"]).all()
         for feature in view.features:
             got = joined.loc[expected.index, feature].astype("float64").to_numpy()
             want = expected[feature].astype("float64").to_numpy()

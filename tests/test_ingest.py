@@ -1,11 +1,10 @@
 """Ingestion on real flights data: one raw partition per interval, idempotent, readable errors."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from aerodrome.errors import SchemaError, SourceError
 from aerodrome.ingest import ingest_interval, read_partition
 from aerodrome.ingest.partition import read_manifest
@@ -19,7 +18,7 @@ DEMAND = load_usecase(ROOT / "include/usecases/store_demand")
 
 
 def interval(day: date) -> tuple[datetime, datetime]:
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return start, start + timedelta(days=1)
 
 

@@ -1,10 +1,9 @@
 """The PostgreSQL source kind against the real server on 127.0.0.1:5432."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg2
 import pytest
-
 from aerodrome.errors import SourceError
 from aerodrome.ingest import PostgresDsn, ingest_interval, read_partition
 from aerodrome.usecase import UseCase
@@ -25,7 +24,7 @@ SPEC = UseCase.model_validate(
         "schedule": {"start_date": "2024-01-01"},
     }
 )
-DAY = datetime(2024, 1, 2, tzinfo=timezone.utc)
+DAY = datetime(2024, 1, 2, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")

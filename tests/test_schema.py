@@ -1,6 +1,5 @@
 import pandas as pd
 import pytest
-
 from aerodrome.errors import SchemaError
 from aerodrome.schema import conform
 from aerodrome.usecase import ColumnType as T

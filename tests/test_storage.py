@@ -1,10 +1,9 @@
 import boto3
 import pytest
-from moto import mock_aws
-
 from aerodrome.errors import ResidencyError, SourceError
 from aerodrome.settings import Settings
 from aerodrome.storage import LocalStorage, S3Storage, open_storage
+from moto import mock_aws
 
 
 def test_local_replace_prefix_replaces_whole_partition(tmp_path):

@@ -2,7 +2,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from aerodrome.errors import SpecError
 from aerodrome.usecase import ColumnType, FileDropSource, discover_usecases, load_usecase
 

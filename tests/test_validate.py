@@ -151,9 +151,7 @@ def test_suite_is_generated_from_the_spec(spec):
     assert by_type["expect_compound_columns_to_be_unique"]["column_list"] == [
         "carrier", "flight", "origin", "time_hour", "minute"
     ]  # fmt: skip
-    assert by_type["expect_column_max_to_be_between"]["min_value"] == {
-        "$PARAMETER": "freshness_time_hour_from"
-    }
+    assert by_type["expect_column_max_to_be_between"]["min_value"] == {"$PARAMETER": "freshness_time_hour_from"}
     params = suite_parameters(spec, "2013-03-05")
     assert params["freshness_time_hour_from"] == pd.Timestamp("2013-03-05T12:00Z")
     assert params["freshness_time_hour_to"] == pd.Timestamp("2013-03-06T06:00Z")
@@ -184,9 +182,9 @@ def test_good_partitions_are_published(storage, spec, day):
         assert outcome.rows == len(day(ds)) and outcome.quarantine_key is None
         assert _digest(storage, _raw(spec, ds)) == raw_before  # the raw partition stays
         published = _digest(storage, outcome.validated_key)
-        assert {
-            k.replace("validated/", "raw/"): v for k, v in published.items() if "_validation" not in k
-        } == (raw_before)
+        assert {k.replace("validated/", "raw/"): v for k, v in published.items() if "_validation" not in k} == (
+            raw_before
+        )
         record = json.loads(storage.read_bytes(f"{outcome.validated_key}/_validation.json"))
         assert record["success"] and record["rows"] == outcome.rows
         outcome.raise_for_failure()  # no-op on a pass
@@ -331,10 +329,7 @@ def _gx_successes(frame: pd.DataFrame, suite, parameters) -> dict[str, bool]:
         .get_batch(batch_parameters={"dataframe": frame})
     )
     result = batch.validate(suite, result_format="BOOLEAN_ONLY", expectation_parameters=parameters)
-    return {
-        expectation_key(r.expectation_config.type, r.expectation_config.kwargs): r.success
-        for r in result.results
-    }
+    return {expectation_key(r.expectation_config.type, r.expectation_config.kwargs): r.success for r in result.results}
 
 
 def _with_mostly(spec: UseCase) -> UseCase:

@@ -41,8 +41,11 @@ def _convert(where: str, column: str, kind: ColumnType, values: pd.Series) -> pd
     if kind is ColumnType.bool:
         if pd.api.types.is_bool_dtype(values):
             return values.astype("boolean")
-        mapped = values.astype("string").str.strip().str.lower().map(
-            {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        mapped = (
+            values.astype("string")
+            .str.strip()
+            .str.lower()
+            .map({"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False})
         )
         if (bad := _bad_rows(values, mapped)).any():
             _raise_bad(where, column, "a boolean", values, bad)

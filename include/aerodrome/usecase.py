@@ -6,7 +6,7 @@ Onboarding a domain means adding a folder; DAGs, ingestion and later stages read
 from __future__ import annotations
 
 from datetime import date
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,7 +22,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ColumnType(str, Enum):
+class ColumnType(StrEnum):
     string = "string"
     int = "int"
     float = "float"
@@ -224,9 +224,13 @@ class UseCase(_Strict):
                 )
         if self.columns.get(self.event_timestamp) is not ColumnType.timestamp:
             raise ValueError(f"event_timestamp column {self.event_timestamp!r} must have type 'timestamp'")
-        if self.target.task == "classification" and self.target.threshold is None:
-            if self.columns[self.target.column] is not ColumnType.bool:
-                raise ValueError("target.threshold is required for a classification target that is not bool")
+        target_type = self.columns[self.target.column]
+        if (
+            self.target.task == "classification"
+            and self.target.threshold is None
+            and target_type is not ColumnType.bool
+        ):
+            raise ValueError("target.threshold is required for a classification target that is not bool")
         return self
 
     @property

@@ -11,3 +11,7 @@ def raw_asset(usecase: str) -> Asset:
 
 def validated_asset(usecase: str) -> Asset:
     return Asset(name=f"validated/{usecase}", uri=f"x-aerodrome://validated/{usecase}", group="aerodrome")
+
+
+def features_asset(usecase: str) -> Asset:
+    return Asset(name=f"features/{usecase}", uri=f"x-aerodrome://features/{usecase}", group="aerodrome")

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from aerodrome.settings import Settings
 from aerodrome.usecase import UseCase, discover_usecases
-from aerodrome_airflow.assets import raw_asset
-from aerodrome_airflow.operators import IngestPartitionOperator
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+
+from aerodrome_airflow.assets import features_asset, raw_asset, validated_asset
+from aerodrome_airflow.operators import (
+    CheckFeatureFreshnessOperator,
+    ComputeFeaturesOperator,
+    IngestPartitionOperator,
+    MaterializeFeaturesOperator,
+    ValidatePartitionOperator,
+)
 
 INGEST_DOC = """
 ### Ingest `{name}`
@@ -29,7 +35,7 @@ Emits the asset `raw/{name}`, which the validation DAG is scheduled on.
 
 
 def _utc(day) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def default_args(spec: UseCase) -> dict:
@@ -49,7 +55,7 @@ def build_ingest_dag(spec: UseCase) -> DAG:
             source_where=where,
             owner=spec.owner,
             # explicit data intervals: Airflow 3's cron default has zero-length intervals
-        schedule=CronDataIntervalTimetable(spec.schedule.ingest, timezone="UTC"),
+            schedule=CronDataIntervalTimetable(spec.schedule.ingest, timezone="UTC"),
             start=spec.schedule.start_date,
             catchup=spec.schedule.catchup,
             replay=getattr(source, "replay", None) or "none",
@@ -82,8 +88,106 @@ def build_ingest_dag(spec: UseCase) -> DAG:
     return dag
 
 
+VALIDATE_DOC = """
+### Validate `{name}`
+
+Runs the use case's Great Expectations suite ({count} expectations from the spec, plus schema and
+type checks) on each new raw partition. Scheduled on the asset `raw/{name}`; trigger by hand with
+**ds** to (re)validate one day, and **release** to re-check a fixed partition from quarantine.
+
+* **Pass** -> copied to `validated/{name}/date=YYYY-MM-DD/`, asset `validated/{name}` emitted.
+* **Fail** -> moved to `quarantine/{name}/date=YYYY-MM-DD/` with `validation_result.json` and
+  `reason.txt`; the task fails (no retry) with a readable summary; nothing downstream runs.
+  Data Docs: `data_docs/{name}/index.html` under the data root. Nothing is ever deleted.
+"""
+
+FEATURES_DOC = """
+### Features `{name}`
+
+On each validated partition: compute the point-in-time correct feature rows ({views}) into the
+offline store (`features/{name}/<view>/date=YYYY-MM-DD/`), apply the Feast definitions (only when
+they changed; the incremental watermark is preserved), `materialize_incremental` into the online
+store (SQLite or Redis, by `AERODROME_ONLINE_STORE`), then check freshness. Re-running a day gives
+the same rows. Emits `features/{name}`.
+"""
+
+
+def _ds_params(release: bool = False) -> dict[str, Param]:
+    params = {
+        "ds": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Partition date",
+            description="YYYY-MM-DD; empty = the days named by the triggering asset events.",
+        )
+    }
+    if release:
+        params["release"] = Param(
+            False, type="boolean", title="Release from quarantine", description="Re-check a fixed partition."
+        )
+    return params
+
+
+def build_validate_dag(spec: UseCase) -> DAG:
+    with DAG(
+        dag_id=f"validate_{spec.name}",
+        description=f"Great Expectations gate: raw/{spec.name} -> validated/ or quarantine/",
+        doc_md=VALIDATE_DOC.format(name=spec.name, count=len(spec.expectations)),
+        schedule=[raw_asset(spec.name)],
+        start_date=_utc(spec.schedule.start_date),
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(spec),
+        tags=["aerodrome", "validate", spec.name, *spec.tags],
+        params=_ds_params(release=True),
+    ) as dag:
+        ValidatePartitionOperator(
+            task_id="validate_partition",
+            usecase=spec.name,
+            ds="{{ params.ds }}",
+            release="{{ params.release }}",
+            outlets=[validated_asset(spec.name)],
+            retries=0,
+        )
+    return dag
+
+
+def build_features_dag(spec: UseCase) -> DAG:
+    views = ", ".join(v.name for v in spec.features.views) if spec.features else "none"
+    with DAG(
+        dag_id=f"features_{spec.name}",
+        description=f"Feast features of {spec.name}: offline store, materialize online, freshness",
+        doc_md=FEATURES_DOC.format(name=spec.name, views=views),
+        schedule=[validated_asset(spec.name)],
+        start_date=_utc(spec.schedule.start_date),
+        catchup=False,
+        max_active_runs=1,  # materializations must happen in order
+        default_args=default_args(spec),
+        tags=["aerodrome", "features", spec.name, *spec.tags],
+        params={
+            **_ds_params(),
+            "strict_freshness": Param(False, type="boolean", title="Fail on stale feature views"),
+        },
+    ) as dag:
+        compute = ComputeFeaturesOperator(task_id="compute_features", usecase=spec.name, ds="{{ params.ds }}")
+        horizon = "{{ ti.xcom_pull(task_ids='compute_features')['horizon'] }}"
+        publish = MaterializeFeaturesOperator(task_id="materialize_online", usecase=spec.name, end=horizon)
+        fresh = CheckFeatureFreshnessOperator(
+            task_id="check_freshness",
+            usecase=spec.name,
+            now=horizon,
+            strict="{{ params.strict_freshness }}",
+            outlets=[features_asset(spec.name)],
+        )
+        compute >> publish >> fresh
+    return dag
+
+
 def build_usecase_dags(usecases_dir: Path | None = None) -> dict[str, DAG]:
     """All generated DAGs keyed by dag_id (for a DAG file's `globals()`)."""
     specs = discover_usecases(usecases_dir or Settings.from_env().usecases_dir)
     dags = [build_ingest_dag(spec) for spec in specs]
+    dags += [build_validate_dag(spec) for spec in specs if spec.expectations]
+    dags += [build_features_dag(spec) for spec in specs if spec.features]
     return {dag.dag_id: dag for dag in dags}

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import warnings
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from aerodrome_airflow.embedded import PROJECT_ROOT, apply_embedded_environ
@@ -32,8 +32,10 @@ def prepare_airflow_home() -> None:
     from aerodrome_airflow.airflow_settings import load_airflow_settings
 
     counts = load_airflow_settings(PROJECT_ROOT / "airflow_settings.yaml")
-    _say(f"airflow_settings.yaml loaded: {counts.connections} connections, {counts.variables} variables, "
-         f"{counts.pools} pools")
+    _say(
+        f"airflow_settings.yaml loaded: {counts.connections} connections, {counts.variables} variables, "
+        f"{counts.pools} pools"
+    )
 
 
 def load_dag(dag_id: str):
@@ -45,13 +47,28 @@ def load_dag(dag_id: str):
     return bag.get_dag(dag_id)
 
 
-def run_interval(dag, day: date) -> tuple[str, dict]:
+def run_interval(dag, day: date, **params) -> tuple[str, dict]:
     """Run `dag` for the interval starting at `day`; returns the run state and the tasks' states."""
     # a manual run's data interval is the period that ends at its logical date
-    logical = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1)
-    run = dag.test(logical_date=logical)
+    logical = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    run = dag.test(logical_date=logical, run_conf=params or None)
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     return str(run.state), states
+
+
+def spoil_drop(storage, spec, day: date) -> str:
+    """Blank the carrier of 60 flights in one landing drop: a realistic upstream bug for the gate to stop."""
+    import io
+
+    import pandas as pd
+    from aerodrome.ingest.run import landing_storage
+
+    landing = landing_storage(spec, storage)
+    key = spec.source.pattern.format(ds=day.isoformat())
+    frame = pd.read_csv(io.BytesIO(landing.read_bytes(key)))
+    frame.loc[100:159, "carrier"] = None
+    landing.write_bytes(key, frame.to_csv(index=False).encode())
+    return landing.uri(key)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--usecase", default="flight_delay")
     parser.add_argument("--start", type=date.fromisoformat, default=None, help="first day (default: spec start)")
     parser.add_argument("--days", type=int, default=31, help="days to replay (365 = the full year)")
+    parser.add_argument("--bad-day", type=int, default=10, help="which replayed day gets a spoiled drop (0 = none)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")  # progress lines only
@@ -77,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     storage = open_storage(settings.data_root, settings)
     first = args.start or spec.schedule.start_date
     days = [first + timedelta(days=i) for i in range(args.days)]
+    bad_day = days[args.bad_day - 1] if 0 < args.bad_day <= len(days) else None
     _say(f"use case {spec.name}: {spec.description}")
     _say(f"data root {storage.root}; replaying {len(days)} day(s) {days[0]} .. {days[-1]}")
 
@@ -84,30 +103,74 @@ def main(argv: list[str] | None = None) -> int:
     if spec.source.kind == "file_drop" and spec.source.replay:
         drops = feed_for(spec.source.replay)(landing_storage(spec, storage), spec.source, days)
         _say(f"landing zone: {len(drops)} drop(s), {sum(d.rows for d in drops):,} rows")
+    if bad_day and spec.name == "flight_delay":
+        _say(
+            f"spoiling the drop of {bad_day} (60 flights without carrier) to show the quality gate: "
+            f"{spoil_drop(storage, spec, bad_day)}"
+        )
 
     ingest = load_dag(f"ingest_{spec.name}")
-    failures = []
+    validate = load_dag(f"validate_{spec.name}") if spec.expectations else None
+    features = load_dag(f"features_{spec.name}") if spec.features else None
+    failures, quarantined, featured = [], [], 0
     for i, day in enumerate(days, 1):
         t0 = time.perf_counter()
+        ds = day.isoformat()
         state, tasks = run_interval(ingest, day)
-        key = f"{RAW_ZONE}/{spec.name}/date={day.isoformat()}"
-        rows = read_manifest(storage, key).rows if state == "success" else 0
-        _say(f"[{i}/{len(days)}] ingest {day}: {state} ({rows:,} rows, {time.perf_counter() - t0:.1f}s)")
+        rows = read_manifest(storage, f"{RAW_ZONE}/{spec.name}/date={ds}").rows if state == "success" else 0
+        steps = [f"ingest {state} ({rows:,} rows)"]
         if state != "success":
             failures.append((day, tasks))
+        elif validate:
+            state, tasks = run_interval(validate, day, ds=ds)
+            steps.append("validated" if state == "success" else "QUARANTINED")
+            if state != "success":
+                reason_key = f"quarantine/{spec.name}/date={ds}/reason.txt"
+                reason = storage.read_bytes(reason_key).decode() if storage.exists(reason_key) else str(tasks)
+                quarantined.append((ds, reason))
+            elif features:
+                state, tasks = run_interval(features, day, ds=ds)
+                steps.append(f"features {state}")
+                featured += state == "success"
+                if state != "success":
+                    failures.append((day, tasks))
+        _say(f"[{i}/{len(days)}] {ds}: {', '.join(steps)} ({time.perf_counter() - t0:.1f}s)")
 
     partitions = storage.partitions(f"{RAW_ZONE}/{spec.name}")
     total = sum(read_manifest(storage, f"{RAW_ZONE}/{spec.name}/{p}").rows for p in partitions)
     print("\n=== Aerodrome demo summary ===")
     print(f"use case          {spec.name} ({spec.target.task}, target {spec.target.column})")
-    print(f"raw partitions    {len(partitions)} under {storage.uri(f'{RAW_ZONE}/{spec.name}')}")
-    print(f"raw rows          {total:,}")
-    print(f"failed intervals  {len(failures)}")
+    print(f"raw partitions    {len(partitions)} ({total:,} rows) under {storage.uri(f'{RAW_ZONE}/{spec.name}')}")
+    print(f"validated         {len(storage.partitions(f'validated/{spec.name}'))} partitions")
+    print(f"quarantined       {len(quarantined)} partitions under {storage.uri(f'quarantine/{spec.name}')}")
+    for _ds, reason in quarantined:
+        print("  " + reason.strip().replace("\n", "\n  "))
+    if features:
+        print(f"features          {featured} day(s) computed and materialized ({settings.online_store} online store)")
+        print(f"online lookup     {online_example(spec, settings, storage, days[-1])}")
+    print(f"failed runs       {len(failures)}")
+    for day, tasks in failures:
+        print(f"  FAILED {day}: {tasks} (logs under {os.environ['AIRFLOW_HOME']}/logs)")
     print(f"wall time         {time.perf_counter() - started:.1f}s")
     print("next: `make up` opens the Airflow UI at http://127.0.0.1:8080 with every DAG")
-    for day, tasks in failures:
-        print(f"  FAILED {day}: {tasks} (see {Path.cwd()}/.airflow/logs)")
     return 1 if failures else 0
+
+
+def online_example(spec, settings, storage, day: date) -> str:
+    """Read the online features of one event of the last day, as the serving gateway will."""
+    from aerodrome.features import online_features, read_validated
+    from aerodrome.features.builders import builder_for
+
+    key = f"validated/{spec.name}/date={day.isoformat()}"
+    if not storage.exists(key):
+        return "n/a (last day not validated)"
+    events = builder_for(spec).entity_frame(read_validated(storage, spec, day, day)).dropna(subset=list(spec.features.entities))
+    first = events.iloc[len(events) // 2]
+    entity = {k: first[k].item() if hasattr(first[k], "item") else first[k] for k in spec.features.entities}
+    values = online_features(spec, settings, [entity])
+    found = {k: v[0] for k, v in values.items() if k not in entity and v and v[0] is not None}
+    shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(found.items())[:5])
+    return f"{entity} -> {len(found)} features ({shown}, ...)"
 
 
 if __name__ == "__main__":

@@ -209,9 +209,7 @@ def health(base_url: str) -> dict | None:
 
 def is_healthy(doc: dict | None, components: tuple[str, ...]) -> bool:
     """The metadata DB and every named component (`scheduler`, `dag_processor`, ...) report healthy."""
-    return bool(doc) and all(
-        (doc.get(k) or {}).get("status") == "healthy" for k in ("metadatabase", *components)
-    )
+    return bool(doc) and all((doc.get(k) or {}).get("status") == "healthy" for k in ("metadatabase", *components))
 
 
 def generated_password(home: Path, username: str = ADMIN_USER) -> str | None:
@@ -280,9 +278,7 @@ def list_dags(base_url: str, token: str, timeout_s: float) -> tuple[list[str], i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, help=f"UI/API port on {API_HOST} (default {API_PORT})")
     parser.add_argument("--no-triggerer", action="store_true", help="skip it (no deferrable tasks)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for healthy")

@@ -110,8 +110,7 @@ def conform_view(spec: UseCase, view: FeatureView, frame: pd.DataFrame) -> pa.Ta
 def _by_day(frames: dict[str, pd.DataFrame]) -> dict[str, dict[pd.Timestamp | None, pd.DataFrame]]:
     """Each view's rows split by partition day; key None holds an empty frame with the columns."""
     return {
-        view: {None: frame.iloc[0:0], **dict(list(frame.groupby(DAY, sort=False)))}
-        for view, frame in frames.items()
+        view: {None: frame.iloc[0:0], **dict(list(frame.groupby(DAY, sort=False)))} for view, frame in frames.items()
     }
 
 
@@ -151,9 +150,7 @@ def _write_day(
     return FeatureWriteResult(spec.name, ds, horizon, rows, uris, history, digests)
 
 
-def compute_features_range(
-    spec: UseCase, storage: Storage, first: date, last: date
-) -> list[FeatureWriteResult]:
+def compute_features_range(spec: UseCase, storage: Storage, first: date, last: date) -> list[FeatureWriteResult]:
     """Compute and write every validated interval from `first` to `last` in one pass (a backfill).
 
     Gives the same rows as `compute_features` day by day, reading the history once.

@@ -163,9 +163,7 @@ def check_freshness(spec: UseCase, settings: Settings, now: datetime) -> Freshne
     return FreshnessResult(spec.name, now, tuple(checks))
 
 
-def online_features(
-    spec: UseCase, settings: Settings, entity_rows: list[dict[str, Any]]
-) -> dict[str, list[Any]]:
+def online_features(spec: UseCase, settings: Settings, entity_rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """The platform's online lookup: every feature of the use case for `entity_rows`, column-wise.
 
     Each row names every join key of `features.entities` (for flights: carrier, origin, dest,

@@ -112,9 +112,7 @@ def definitions_fingerprint(spec: UseCase, settings: Settings) -> str:
         "description": spec.description,
         "sources": view_sources(spec, settings),
         "online_store": settings.online_store,
-        "redis": hashlib.sha256(settings.redis_url.encode()).hexdigest()
-        if settings.online_store == "redis"
-        else "",
+        "redis": hashlib.sha256(settings.redis_url.encode()).hexdigest() if settings.online_store == "redis" else "",
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -233,9 +231,7 @@ def definitions(spec: UseCase, settings: Settings) -> list[Any]:
         )
         for view in features.views
     ]
-    service = FeatureService(
-        name=service_name(spec), features=views, description=spec.description, owner=spec.owner
-    )
+    service = FeatureService(name=service_name(spec), features=views, description=spec.description, owner=spec.owner)
     return [*entities.values(), *views, service]
 
 

@@ -76,16 +76,12 @@ def label_of(spec: UseCase, target: pd.Series) -> pd.Series:
     return target.astype("float64")
 
 
-def labelled_events(
-    spec: UseCase, storage: Storage, start: datetime, end: datetime
-) -> tuple[pd.DataFrame, int]:
+def labelled_events(spec: UseCase, storage: Storage, start: datetime, end: datetime) -> tuple[pd.DataFrame, int]:
     """Events with a known target whose event time lies in `[start, end)`, with a stable row id."""
     builder = builder_for(spec)
     first, last = (_utc(start) - timedelta(days=1)).date(), (_utc(end) + timedelta(days=1)).date()
     events = builder.entity_frame(read_validated(storage, spec, first, last))
-    missing = [
-        c for c in [*features_of(spec).request_features, spec.target.column] if c not in events.columns
-    ]
+    missing = [c for c in [*features_of(spec).request_features, spec.target.column] if c not in events.columns]
     if missing:
         raise SchemaError(
             f"use case {spec.name!r}: the {features_of(spec).builder!r} builder gives no column(s) "

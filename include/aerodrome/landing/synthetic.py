@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ def demand_for(day: date) -> pd.DataFrame:
     store, sku, hour = np.meshgrid(np.arange(1, STORES + 1), np.arange(len(SKUS)), hours, indexing="ij")
     store, sku, hour = store.ravel(), sku.ravel(), hour.ravel()
     n = store.size
-    base = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    base = datetime(day.year, day.month, day.day, tzinfo=UTC)
     price = np.round(2.0 + sku * 1.5 + rng.normal(0, 0.2, n), 2)
     promo = rng.random(n) < 0.15
     temperature = 25 + 10 * np.sin(2 * np.pi * day.timetuple().tm_yday / 365) + rng.normal(0, 2, n)

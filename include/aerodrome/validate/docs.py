@@ -160,9 +160,7 @@ def build_suite_docs(suite: gx.ExpectationSuite, folder: Path) -> Path:
     """Render the suite page and the index (listing every stored result); returns the index path."""
     context = _context(folder)
     context.suites.add(_own_copy(suite))
-    context.build_data_docs(
-        site_names=[SITE], resource_identifiers=[ExpectationSuiteIdentifier(name=suite.name)]
-    )
+    context.build_data_docs(site_names=[SITE], resource_identifiers=[ExpectationSuiteIdentifier(name=suite.name)])
     return folder / "index.html"
 
 

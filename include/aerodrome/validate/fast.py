@@ -166,9 +166,7 @@ class FastSuite:
             if check is not None and not set(kwargs) <= _UNDERSTOOD:
                 check = None
             parameterised = any(isinstance(v, dict) and "$PARAMETER" in v for v in kwargs.values())
-            self._plan.append(
-                (expectation_key(config.type, kwargs), config.type, kwargs, check, parameterised)
-            )
+            self._plan.append((expectation_key(config.type, kwargs), config.type, kwargs, check, parameterised))
 
     def __len__(self) -> int:
         return len(self._plan)
@@ -180,9 +178,7 @@ class FastSuite:
             success, observed = None, None
             if check is not None:
                 try:
-                    resolved = (
-                        {k: _resolve(v, parameters) for k, v in kwargs.items()} if parameterised else kwargs
-                    )
+                    resolved = {k: _resolve(v, parameters) for k, v in kwargs.items()} if parameterised else kwargs
                     success, observed = check(frame, resolved)
                 except Exception:  # noqa: BLE001 - a check that cannot run is not a pass; GX reports why
                     success = False

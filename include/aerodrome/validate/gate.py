@@ -82,9 +82,7 @@ def _read(storage: Storage, key: str) -> _Partition:
     files = {k[len(key) + 1 :]: storage.read_bytes(k) for k in storage.list(key)}
     data = files.get(DATA_FILE)
     if data is None:
-        return _Partition(
-            files, None, f"{DATA_FILE} is missing (the partition holds: {', '.join(files) or 'nothing'})"
-        )
+        return _Partition(files, None, f"{DATA_FILE} is missing (the partition holds: {', '.join(files) or 'nothing'})")
     if not data:
         return _Partition(files, None, f"{DATA_FILE} is empty (0 bytes)")
     try:
@@ -220,9 +218,7 @@ def _failed(
     for key in (qkey, _history_key(spec, ds, now)):  # the copy in the partition may go with a fix
         storage.write_bytes(f"{key}/{RESULT_FILE}", judgement.document or b"{}")
         storage.write_bytes(f"{key}/{REASON_FILE}", (summary + "\n").encode())
-    return ValidationOutcome(
-        False, spec.name, ds, rows, summary, None, qkey, result_uri, docs_uri, judgement.failures
-    )
+    return ValidationOutcome(False, spec.name, ds, rows, summary, None, qkey, result_uri, docs_uri, judgement.failures)
 
 
 def _passed(
@@ -242,9 +238,7 @@ def _passed(
     return ValidationOutcome(True, spec.name, ds, rows, summary, vkey, None, None, docs_uri, [])
 
 
-def validate_partition(
-    spec: UseCase, storage: Storage, ds: str, *, now: datetime | None = None
-) -> ValidationOutcome:
+def validate_partition(spec: UseCase, storage: Storage, ds: str, *, now: datetime | None = None) -> ValidationOutcome:
     """Validate `raw/<usecase>/date=<ds>/`: publish it to `validated/` or move it to `quarantine/`.
 
     Idempotent: a re-run on a passing partition republishes the same files; a re-run after the
@@ -266,9 +260,7 @@ def validate_partition(
     return _failed(spec, storage, ds, part, judgement, qkey, now, "partition quarantined to")
 
 
-def _recheck_quarantined(
-    spec: UseCase, storage: Storage, ds: str, qkey: str, now: datetime
-) -> ValidationOutcome:
+def _recheck_quarantined(spec: UseCase, storage: Storage, ds: str, qkey: str, now: datetime) -> ValidationOutcome:
     part = _read(storage, qkey)
     judgement = _judge(spec, storage, ds, part, now)
     if judgement.passed:
@@ -280,9 +272,7 @@ def _recheck_quarantined(
     return _failed(spec, storage, ds, part, judgement, qkey, now, "still quarantined at")
 
 
-def release_partition(
-    spec: UseCase, storage: Storage, ds: str, *, now: datetime | None = None
-) -> ValidationOutcome:
+def release_partition(spec: UseCase, storage: Storage, ds: str, *, now: datetime | None = None) -> ValidationOutcome:
     """Re-validate a (fixed) quarantined partition; if it passes, move it back to raw and publish it.
 
     The failure documents it still carries move to `quarantine/<usecase>/_history/`.

@@ -35,9 +35,7 @@ class Failure:
         if self.error:
             return f"{head}: could not be evaluated: {self.error}"
         if self.unexpected_count is not None:
-            share = (
-                f" ({100 * self.unexpected_count / self.element_count:.1f}%)" if self.element_count else ""
-            )
+            share = f" ({100 * self.unexpected_count / self.element_count:.1f}%)" if self.element_count else ""
             text = f"{head}: {self.unexpected_count} of {self.element_count} rows unexpected{share}"
             if self.examples:
                 pairs = [f"row {r}: {v}" for r, v in zip(self.rows, self.examples, strict=False)]
@@ -86,9 +84,7 @@ def failures_from_result(result: ExpectationSuiteValidationResult) -> list[Failu
             continue
         config = item.expectation_config
         kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
-        column = kwargs.get("column") or (
-            ", ".join(kwargs["column_list"]) if "column_list" in kwargs else None
-        )
+        column = kwargs.get("column") or (", ".join(kwargs["column_list"]) if "column_list" in kwargs else None)
         detail = item.result or {}
         observed = detail.get("observed_value")
         failures.append(
@@ -98,11 +94,7 @@ def failures_from_result(result: ExpectationSuiteValidationResult) -> list[Failu
                 unexpected_count=detail.get("unexpected_count"),
                 element_count=detail.get("element_count"),
                 examples=[_plain(v) for v in (detail.get("partial_unexpected_list") or [])[:EXAMPLES]],
-                rows=[
-                    int(r)
-                    for r in (detail.get("partial_unexpected_index_list") or [])[:EXAMPLES]
-                    if _is_int(r)
-                ],
+                rows=[int(r) for r in (detail.get("partial_unexpected_index_list") or [])[:EXAMPLES] if _is_int(r)],
                 observed=None if observed is None else str(observed),
                 expected=_expected(kwargs),
                 error=_error(item.exception_info),

@@ -122,9 +122,7 @@ class FlightsBuilder(FeatureBuilder):
         f["actual_dep"] = f["sched_dep"] + _minutes(f["dep_delay"])
         f["arrival"] = actual_arrival(f)
         cancelled = f["dep_time"].isna()
-        f["known_at"] = f["arrival"].fillna(
-            f["sched_dep"].where(cancelled, f["actual_dep"] + DIVERTED_KNOWN_AFTER)
-        )
+        f["known_at"] = f["arrival"].fillna(f["sched_dep"].where(cancelled, f["actual_dep"] + DIVERTED_KNOWN_AFTER))
         f["known_day"] = np.maximum(self.clock.local_day(f["known_at"]), f[DAY])  # never before its partition
         local = self.clock.local(f["sched_dep"])
         f["dep_hour"] = local.dt.hour.astype("int64")
@@ -174,9 +172,7 @@ class FlightsBuilder(FeatureBuilder):
             parts.append(rows[["origin", EVENT_TIMESTAMP, *view.features]].assign(**{DAY: day}))
         return pd.concat(parts, ignore_index=True)
 
-    def compute_departures(
-        self, f: pd.DataFrame, view: FeatureView, days: list[pd.Timestamp]
-    ) -> pd.DataFrame:
+    def compute_departures(self, f: pd.DataFrame, view: FeatureView, days: list[pd.Timestamp]) -> pd.DataFrame:
         self.require_entities(view, [["origin"]])
         wanted = {name: DEPARTURES.parse(view, name) for name in view.features}
         left = f[f["actual_dep"].notna()]
@@ -185,9 +181,7 @@ class FlightsBuilder(FeatureBuilder):
             start, end = self.clock.start_of(day), self.clock.end_of(day)
             stamps = pd.date_range(start, end, freq="h", inclusive="left").as_unit("us")
             widest = pd.Timedelta(hours=max(n for _, n in wanted.values()))
-            mine = left[
-                (left[DAY] <= day) & (left["actual_dep"] >= start - widest) & (left["actual_dep"] < end)
-            ]
+            mine = left[(left[DAY] <= day) & (left["actual_dep"] >= start - widest) & (left["actual_dep"] < end)]
             for origin, rows in mine.groupby("origin", sort=True):
                 rows = rows.sort_values("actual_dep", kind="stable")
                 at = rows["actual_dep"].to_numpy()
@@ -208,9 +202,7 @@ class FlightsBuilder(FeatureBuilder):
                 parts.append(out)
         return _concat(parts, ["origin", EVENT_TIMESTAMP, DAY, *view.features])
 
-    def compute_trailing_outcomes(
-        self, f: pd.DataFrame, view: FeatureView, days: list[pd.Timestamp]
-    ) -> pd.DataFrame:
+    def compute_trailing_outcomes(self, f: pd.DataFrame, view: FeatureView, days: list[pd.Timestamp]) -> pd.DataFrame:
         wanted = {name: OUTCOME.parse(view, name) for name in view.features}
         windows = sorted({n for _, n in wanted.values()})
         values = ["n", "arrived", "delayed", "arr_delay_sum", "cancelled"]
@@ -228,9 +220,7 @@ class FlightsBuilder(FeatureBuilder):
                 out[name] = ratio(sums[f"cancelled_{w}"], sums[f"n_{w}"])
         return out
 
-    def compute_previous_flight(
-        self, f: pd.DataFrame, view: FeatureView, days: list[pd.Timestamp]
-    ) -> pd.DataFrame:
+    def compute_previous_flight(self, f: pd.DataFrame, view: FeatureView, days: list[pd.Timestamp]) -> pd.DataFrame:
         self.require_entities(view, [["tailnum"]])
         columns = {}
         for name in view.features:
@@ -240,9 +230,7 @@ class FlightsBuilder(FeatureBuilder):
             columns[name] = PREVIOUS[suffix]
         landed = f[f[DAY].isin(days) & f["arrival"].notna() & f["tailnum"].notna()]
         landed = landed.sort_values(["arrival", "sched_dep"], kind="stable")
-        out = pd.DataFrame(
-            {"tailnum": landed["tailnum"], EVENT_TIMESTAMP: landed["arrival"], DAY: landed[DAY]}
-        )
+        out = pd.DataFrame({"tailnum": landed["tailnum"], EVENT_TIMESTAMP: landed["arrival"], DAY: landed[DAY]})
         for name, column in columns.items():
             out[name] = landed[column]
         return out.drop_duplicates(["tailnum", EVENT_TIMESTAMP], keep="last")

@@ -55,9 +55,7 @@ class StoreDemandBuilder(FeatureBuilder):
         out.insert(0, EVENT_TIMESTAMP, f["sold_at"])
         return out
 
-    def compute_trailing_sales(
-        self, f: pd.DataFrame, view: FeatureView, days: list[pd.Timestamp]
-    ) -> pd.DataFrame:
+    def compute_trailing_sales(self, f: pd.DataFrame, view: FeatureView, days: list[pd.Timestamp]) -> pd.DataFrame:
         self.require_entities(view, [["store_id"], ["sku"], ["store_id", "sku"]])
         wanted = {name: SALES.parse(view, name) for name in view.features}
         windows = sorted({n for _, n in wanted.values()})
