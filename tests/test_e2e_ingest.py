@@ -2,9 +2,10 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import psycopg2
 import pytest
-from aerodrome.ingest.partition import read_manifest, read_partition
+from aerodrome.ingest.partition import read_manifest, read_partition, write_partition
 from aerodrome.landing.flights import load_flights
 from aerodrome.settings import Settings
 from aerodrome.storage import open_storage
@@ -14,7 +15,8 @@ pytestmark = pytest.mark.slow
 
 def run_day(dag, day: datetime, **conf):
     # a manual run's data interval is the day that ends at its logical date
-    run = dag.test(logical_date=day + timedelta(days=1), run_conf=conf or None)
+    # explicit defaults: dag.test() keeps the params of an earlier run of the same DAG object
+    run = dag.test(logical_date=day + timedelta(days=1), run_conf={"replay_drop": False, **conf})
     return run.state, {ti.task_id: ti.state for ti in run.get_task_instances()}
 
 
@@ -55,7 +57,7 @@ def test_missing_drop_fails_the_task_and_keeps_other_partitions(dagbag, data):
     dag.get_task("ingest_partition").retries = 0  # a retry would wait retry_delay in dag.test()
     before = data.partitions("raw/flight_delay")
     state, tasks = run_day(dag, datetime(2013, 6, 1, tzinfo=UTC))  # nothing dropped for June
-    assert state == "failed" and str(tasks["ingest_partition"]) == "failed"
+    assert state == "failed" and str(tasks["ingest_partition"]) == "failed", tasks
     assert data.partitions("raw/flight_delay") == before
 
 
@@ -81,3 +83,36 @@ def test_postgres_source_dag(dagbag, data, pg_database):
     assert state == "success", tasks
     frame = read_partition(data, "raw/pg_orders/date=2024-01-02")
     assert sorted(frame["order_id"].tolist()) == list(range(10, 34))
+
+
+def test_quality_gate_and_features_dags_after_ingest(dagbag, data):
+    """raw -> validate (pass and quarantine) -> features (offline, online, freshness) through Airflow."""
+    from aerodrome.features import online_features
+    from aerodrome.usecase import load_usecase
+
+    ingest, validate = dagbag.get_dag("ingest_flight_delay"), dagbag.get_dag("validate_flight_delay")
+    features = dagbag.get_dag("features_flight_delay")
+    days = [datetime(2013, 3, d, tzinfo=UTC) for d in (1, 2, 3)]
+    for day in days:
+        assert run_day(ingest, day, replay_drop=True)[0] == "success"
+    # spoil day 2 after ingestion: duplicate its first 20 rows (breaks natural-key uniqueness)
+    raw = read_partition(data, "raw/flight_delay/date=2013-03-02")
+    write_partition(data, "raw/flight_delay/date=2013-03-02", pd.concat([raw, raw.head(20)]), "test")
+
+    for day in days:
+        ds = day.date().isoformat()
+        state, tasks = run_day(validate, day, ds=ds, release=False)
+        assert state == ("failed" if ds == "2013-03-02" else "success"), (ds, tasks)
+    assert data.exists("validated/flight_delay/date=2013-03-01/part-0.parquet")
+    assert not data.exists("validated/flight_delay/date=2013-03-02")
+    reason = data.read_bytes("quarantine/flight_delay/date=2013-03-02/reason.txt").decode()
+    assert "compound_columns_to_be_unique" in reason and "2013-03-02" in reason
+
+    for day in (days[0], days[2]):
+        state, tasks = run_day(features, day, ds=day.date().isoformat(), strict_freshness=False)
+        assert state == "success", tasks
+    settings = Settings.from_env()
+    spec = load_usecase(settings.usecases_dir / "flight_delay")
+    row = {"carrier": "UA", "origin": "EWR", "dest": "ORD", "tailnum": "N12221", "dep_hour": 8, "weekday": 0}
+    values = online_features(spec, settings, [row])
+    assert values["carrier_delay_rate_7d"][0] is not None and 0 <= values["carrier_delay_rate_7d"][0] <= 1

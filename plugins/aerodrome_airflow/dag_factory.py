@@ -148,7 +148,6 @@ def build_validate_dag(spec: UseCase) -> DAG:
             ds="{{ params.ds }}",
             release="{{ params.release }}",
             outlets=[validated_asset(spec.name)],
-            retries=0,
         )
     return dag
 

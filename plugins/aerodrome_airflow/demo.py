@@ -164,7 +164,8 @@ def online_example(spec, settings, storage, day: date) -> str:
     key = f"validated/{spec.name}/date={day.isoformat()}"
     if not storage.exists(key):
         return "n/a (last day not validated)"
-    events = builder_for(spec).entity_frame(read_validated(storage, spec, day, day)).dropna(subset=list(spec.features.entities))
+    events = builder_for(spec).entity_frame(read_validated(storage, spec, day, day))
+    events = events.dropna(subset=list(spec.features.entities))
     first = events.iloc[len(events) // 2]
     entity = {k: first[k].item() if hasattr(first[k], "item") else first[k] for k in spec.features.entities}
     values = online_features(spec, settings, [entity])

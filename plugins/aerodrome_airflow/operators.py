@@ -83,7 +83,7 @@ class IngestPartitionOperator(BaseOperator):
 class ValidatePartitionOperator(BaseOperator):
     """Run the use case's Great Expectations suite on raw partitions: pass -> validated/, fail -> quarantine/.
 
-    A failure fails the task without retries (the data will not change by retrying); the log shows
+    A failed suite fails the task without retries (AirflowFailException: retrying cannot change the data); the log shows
     which expectation, column, how many rows and example values, and where the result and Data Docs are.
     """
 
