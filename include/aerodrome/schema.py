@@ -34,6 +34,8 @@ def _convert(where: str, column: str, kind: ColumnType, values: pd.Series) -> pd
     if kind is ColumnType.string:
         return values.astype("string")
     if kind is ColumnType.timestamp:
+        if isinstance(values.dtype, pd.DatetimeTZDtype):  # already typed by the reader: no parsing
+            return values.dt.tz_convert("UTC").dt.as_unit("us")
         converted = pd.to_datetime(values, utc=True, errors="coerce")
         if (bad := _bad_rows(values, converted)).any():
             _raise_bad(where, column, "a timestamp", values, bad)
@@ -50,10 +52,15 @@ def _convert(where: str, column: str, kind: ColumnType, values: pd.Series) -> pd
         if (bad := _bad_rows(values, mapped)).any():
             _raise_bad(where, column, "a boolean", values, bad)
         return mapped.astype("boolean")
-    numeric = values if pd.api.types.is_numeric_dtype(values) else pd.to_numeric(values, errors="coerce")
-    if (bad := _bad_rows(values, numeric)).any():
-        _raise_bad(where, column, "numeric", values, bad)
+    if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+        numeric = pd.to_numeric(values, errors="coerce")
+        if (bad := _bad_rows(values, numeric)).any():
+            _raise_bad(where, column, "numeric", values, bad)
+    else:
+        numeric = values  # typed by the reader: nothing can be lost
     if kind is ColumnType.int:
+        if pd.api.types.is_integer_dtype(numeric):
+            return numeric.astype("Int64")
         fractional = numeric.notna() & (numeric % 1 != 0)
         if fractional.any():
             _raise_bad(where, column, "an integer", values, fractional)
