@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -154,7 +156,9 @@ class MaterializeFeaturesOperator(BaseOperator):
         settings, spec, _ = _spec_and_storage(self.usecase)
         changed = apply_definitions(spec, settings)
         self.log.info("Feast definitions %s", "applied (changed)" if changed else "unchanged, apply skipped")
-        result = materialize(spec, settings, datetime.fromisoformat(self.end))
+        with contextlib.redirect_stdout(io.StringIO()) as feast_output:  # Feast prints progress bars
+            result = materialize(spec, settings, datetime.fromisoformat(self.end))
+        self.log.debug("%s", feast_output.getvalue())
         for view in result.views:
             self.log.info(
                 "materialized %s: %s .. %s, %d rows -> %d entities",
