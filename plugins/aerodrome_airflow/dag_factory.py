@@ -7,9 +7,9 @@ from pathlib import Path
 
 from aerodrome.settings import Settings
 from aerodrome.usecase import UseCase, discover_usecases
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronDataIntervalTimetable, CronTriggerTimetable, Param
 
-from aerodrome_airflow.assets import features_asset, raw_asset, validated_asset
+from aerodrome_airflow.assets import features_asset, raw_asset, retrain_asset, validated_asset
 from aerodrome_airflow.operators import (
     CheckFeatureFreshnessOperator,
     ComputeFeaturesOperator,
@@ -183,10 +183,76 @@ def build_features_dag(spec: UseCase) -> DAG:
     return dag
 
 
+TRAIN_DOC = """
+### Train `{name}`
+
+Builds the training set with the Feast point-in-time join over the window, splits by time
+(train / validation / recent holdout), trains **{flavor}** with early stopping, evaluates overall and
+per slice ({slices}), logs everything to MLflow (params, metrics, data fingerprint, features, code
+version, signature) and registers a new version with alias `candidate`.
+
+Backend by settings, never by DAG code: `AERODROME_TRAIN_BACKEND={backend}` (`local` = the same
+entrypoint as a subprocess; `kubernetes` = a pod with {gpu} GPU(s), node selector and tolerations from
+the spec). Runs weekly, on the asset `retrain_requested/{name}`, or by hand with the form below.
+"""
+
+
+def build_train_dag(spec: UseCase) -> DAG:
+    from aerodrome_airflow.training import TrainingBackend, trainer_arguments
+
+    backend = TrainingBackend()
+    start = spec.schedule.start_date
+    with DAG(
+        dag_id=f"train_{spec.name}",
+        description=f"Train {spec.name} ({spec.model.flavor}) and register an MLflow candidate",
+        doc_md=TRAIN_DOC.format(
+            name=spec.name,
+            flavor=spec.model.flavor,
+            slices=", ".join(spec.model.slices) or "none",
+            backend=backend.kind,
+            gpu=spec.model.resources.gpu,
+        ),
+        schedule=AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable("@weekly", timezone="UTC"), assets=[retrain_asset(spec.name)]
+        ),
+        start_date=_utc(start),
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(spec),
+        tags=["aerodrome", "train", spec.name, *spec.tags],
+        params={
+            "start": Param(str(start), type="string", format="date", title="Training window start"),
+            "end": Param(
+                str(spec.schedule.end_date or start), type="string", format="date", title="Window end (exclusive)"
+            ),
+            "holdout_start": Param(None, type=["null", "string"], title="Holdout from (default: last 25 %)"),
+            "flavor": Param(spec.model.flavor, enum=["xgboost", "pytorch"], title="Model flavor"),
+            "params": Param({}, type="object", title="Hyper-parameters (override the spec)"),
+            "seed": Param(42, type="integer", title="Random seed"),
+        },
+    ) as dag:
+        backend.operator(
+            "train_model",
+            spec.model.resources,
+            trainer_arguments(
+                spec.name,
+                "{{ params.start }}",
+                "{{ params.end }}",
+                "{{ params.holdout_start }}",
+                "{{ params.seed }}",
+                "{{ params.flavor }}",
+                "{{ params.params | tojson }}",
+            ),
+            pool="training",
+        )
+    return dag
+
+
 def build_usecase_dags(usecases_dir: Path | None = None) -> dict[str, DAG]:
     """All generated DAGs keyed by dag_id (for a DAG file's `globals()`)."""
     specs = discover_usecases(usecases_dir or Settings.from_env().usecases_dir)
     dags = [build_ingest_dag(spec) for spec in specs]
     dags += [build_validate_dag(spec) for spec in specs if spec.expectations]
     dags += [build_features_dag(spec) for spec in specs if spec.features]
+    dags += [build_train_dag(spec) for spec in specs if spec.features]
     return {dag.dag_id: dag for dag in dags}

@@ -1,0 +1,84 @@
+"""KubernetesPodOperator for training: the use case's resources become the pod spec.
+
+Imported only when `AERODROME_TRAIN_BACKEND=kubernetes`, so DAG parsing on the embedded default
+never loads the Kubernetes client.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aerodrome.usecase import Resources
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.secret import Secret
+from kubernetes.client import models as k8s
+
+from aerodrome_airflow.training import TRAINER_ENV, TRAINER_MODULE
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+
+
+def container_resources(resources: Resources) -> k8s.V1ResourceRequirements:
+    """Requests = limits for CPU and memory (guaranteed QoS); GPUs are limits only, as Kubernetes requires."""
+    limits = {"cpu": resources.cpu, "memory": resources.memory}
+    if resources.gpu:
+        limits[GPU_RESOURCE] = str(resources.gpu)
+    return k8s.V1ResourceRequirements(requests={"cpu": resources.cpu, "memory": resources.memory}, limits=limits)
+
+
+def tolerations(resources: Resources) -> list[k8s.V1Toleration]:
+    declared = [k8s.V1Toleration(**t) for t in resources.tolerations]
+    if resources.gpu and not any(t.key == GPU_RESOURCE for t in declared):
+        declared.append(k8s.V1Toleration(**GPU_TOLERATION))
+    return declared
+
+
+def host_path_mounts(paths: list[str]) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
+    """hostPath volumes for the local single-node cluster (the same paths inside the pod)."""
+    volumes, mounts = [], []
+    for i, path in enumerate(paths):
+        name = f"host-{i}"
+        volumes.append(k8s.V1Volume(name=name, host_path=k8s.V1HostPathVolumeSource(path=path)))
+        mounts.append(k8s.V1VolumeMount(name=name, mount_path=path))
+    return volumes, mounts
+
+
+class TrainingPodOperator(KubernetesPodOperator):
+    """Run `python -m aerodrome.train.entrypoint` in a (GPU) pod sized by the use case's `model.resources`.
+
+    Settings the trainer needs travel as env vars; credentials only as Kubernetes secrets
+    (`secret_env`: env var -> (secret name, key)), never as plain text in the pod spec.
+    """
+
+    def __init__(
+        self,
+        *,
+        resources: Resources,
+        trainer_arguments: list[str],
+        secret_env: dict[str, tuple[str, str]] | None = None,
+        host_paths: list[str] | None = None,
+        python: str = "python",
+        **kwargs: Any,
+    ) -> None:
+        volumes, mounts = host_path_mounts(host_paths or [])
+        kwargs.setdefault("deferrable", True)
+        kwargs.setdefault("on_finish_action", "delete_pod")
+        kwargs.setdefault("startup_timeout_seconds", 600)
+        kwargs.setdefault("schedule_timeout_seconds", 900)
+        kwargs.setdefault("get_logs", True)
+        kwargs.setdefault("log_events_on_failure", True)
+        super().__init__(
+            cmds=[python, "-m", TRAINER_MODULE],
+            arguments=trainer_arguments,
+            container_resources=container_resources(resources),
+            node_selector=dict(resources.node_selector) or None,
+            tolerations=tolerations(resources),
+            env_vars={k: os.environ[k] for k in TRAINER_ENV if os.environ.get(k)} | kwargs.pop("env_vars", {}),
+            secrets=[Secret("env", env, name, key) for env, (name, key) in (secret_env or {}).items()],
+            volumes=volumes + kwargs.pop("volumes", []),
+            volume_mounts=mounts + kwargs.pop("volume_mounts", []),
+            labels={"app.kubernetes.io/part-of": "aerodrome", "aerodrome.io/stage": "train"},
+            **kwargs,
+        )

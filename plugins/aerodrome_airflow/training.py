@@ -1,0 +1,118 @@
+"""Training adapters: the same trainer entrypoint, run locally as a subprocess or in a Kubernetes pod."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+TRAINER_MODULE = "aerodrome.train.entrypoint"
+# settings the trainer reads; passed to the pod as plain env (secrets travel as Kubernetes secrets)
+TRAINER_ENV = (
+    "AERODROME_DATA_ROOT",
+    "AERODROME_USECASES_DIR",
+    "AERODROME_ONLINE_STORE",
+    "AERODROME_FEATURE_REPO",
+    "AERODROME_FEATURE_NAMESPACE",
+    "AERODROME_S3_REGION",
+    "AERODROME_ALLOWED_REGIONS",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_DISABLE_TELEMETRY",
+)
+
+
+def trainer_arguments(
+    usecase: str, start: str, end: str, holdout_start: str = "", seed: Any = 42, flavor: str = "", params: Any = ""
+) -> list[str]:
+    """Command-line arguments of `python -m aerodrome.train.entrypoint` (empty options are left out)."""
+    args = ["--usecase", usecase, "--start", str(start), "--end", str(end), "--seed", str(seed)]
+    for option, value in (("--holdout-start", holdout_start), ("--flavor", flavor)):
+        if value and str(value) != "None":
+            args += [option, str(value)]
+    if params and str(params) not in ("None", "{}"):
+        args += ["--params", params if isinstance(params, str) else json.dumps(params)]
+    return args
+
+
+def last_json_line(output: str) -> dict[str, Any]:
+    """The trainer's result: the last line of its output that is a JSON object."""
+    for line in reversed(output.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{") and line.endswith("}"):
+            return json.loads(line)
+    raise ValueError("the trainer printed no JSON result line")
+
+
+class LocalTrainingOperator(BaseOperator):
+    """Run the trainer entrypoint as a subprocess on this machine (the embedded default, CPU).
+
+    Its output streams into the task log line by line; a non-zero exit fails the task with the code.
+    """
+
+    template_fields: Sequence[str] = ("arguments",)
+    ui_color = "#e8daef"
+
+    def __init__(self, *, arguments: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.arguments = arguments
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        command = [sys.executable, "-m", TRAINER_MODULE, *self.arguments]
+        self.log.info("Running %s", " ".join(command))
+        lines: list[str] = []
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy()
+        ) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                self.log.info("trainer | %s", line.rstrip())
+        if proc.returncode != 0:
+            raise RuntimeError(f"trainer exited with code {proc.returncode}: {''.join(lines[-5:]).strip()}")
+        return last_json_line("".join(lines))
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+class TrainingBackend:
+    """Where training runs, from the environment: `local` (default) or `kubernetes`."""
+
+    def __init__(self) -> None:
+        self.kind = os.environ.get("AERODROME_TRAIN_BACKEND", "local").strip().lower() or "local"
+        if self.kind not in ("local", "kubernetes"):
+            raise ValueError(f"AERODROME_TRAIN_BACKEND={self.kind!r}: use 'local' or 'kubernetes'")
+        self.image = os.environ.get("AERODROME_TRAINER_IMAGE", "aerodrome/trainer:latest")
+        self.namespace = os.environ.get("AERODROME_K8S_NAMESPACE", "aerodrome")
+        self.config_file = os.environ.get("AERODROME_K8S_CONFIG_FILE") or None
+        self.pull_policy = os.environ.get("AERODROME_TRAINER_PULL_POLICY", "IfNotPresent")
+        self.python = os.environ.get("AERODROME_TRAINER_PYTHON", "python")
+        # local single-node cluster only: reach the project, venv and data on the host
+        self.host_paths = [p for p in os.environ.get("AERODROME_K8S_HOST_PATHS", "").split(",") if p]
+        self.host_network = _flag("AERODROME_K8S_HOST_NETWORK")
+
+    def operator(self, task_id: str, resources, arguments: list[str], **kwargs: Any) -> BaseOperator:
+        if self.kind == "local":
+            return LocalTrainingOperator(task_id=task_id, arguments=arguments, **kwargs)
+        from aerodrome_airflow.k8s import TrainingPodOperator
+
+        return TrainingPodOperator(
+            task_id=task_id,
+            resources=resources,
+            trainer_arguments=arguments,
+            image=self.image,
+            namespace=self.namespace,
+            config_file=self.config_file,
+            image_pull_policy=self.pull_policy,
+            python=self.python,
+            host_paths=self.host_paths,
+            hostnetwork=self.host_network,
+            secret_env={"MLFLOW_TRACKING_PASSWORD": ("aerodrome-mlflow", "password")} if not self.host_paths else None,
+            **kwargs,
+        )

@@ -1,0 +1,78 @@
+"""The training pod as Kubernetes would receive it (rendered with build_pod_request_obj, no cluster)."""
+
+from pathlib import Path
+
+import pytest
+from aerodrome.usecase import load_usecase
+from aerodrome_airflow.training import TrainingBackend, last_json_line, trainer_arguments
+
+ROOT = Path(__file__).resolve().parents[1]
+FLIGHTS = load_usecase(ROOT / "include/usecases/flight_delay")
+
+
+def render(**kwargs):
+    from aerodrome_airflow.k8s import TrainingPodOperator
+
+    op = TrainingPodOperator(
+        task_id="train_model",
+        resources=FLIGHTS.model.resources,
+        trainer_arguments=trainer_arguments("flight_delay", "2013-01-01", "2014-01-01"),
+        image="aerodrome/trainer:1",
+        namespace="aerodrome",
+        **kwargs,
+    )
+    return op, op.build_pod_request_obj(dry_run=True)
+
+
+def test_gpu_resources_selector_and_tolerations_from_the_spec():
+    op, pod = render()
+    container = pod.spec.containers[0]
+    assert op.deferrable and op.on_finish_action.value == "delete_pod"
+    assert container.resources.limits["nvidia.com/gpu"] == str(FLIGHTS.model.resources.gpu) == "1"
+    assert container.resources.requests == {"cpu": "4", "memory": "8Gi"}
+    assert "nvidia.com/gpu" not in container.resources.requests
+    assert pod.spec.node_selector == {"aerodrome.io/pool": "gpu"}
+    assert any(t.key == "nvidia.com/gpu" and t.effect == "NoSchedule" for t in pod.spec.tolerations)
+    assert container.command == ["python", "-m", "aerodrome.train.entrypoint"]
+    assert container.args[:4] == ["--usecase", "flight_delay", "--start", "2013-01-01"]
+    assert pod.metadata.labels["aerodrome.io/stage"] == "train"
+
+
+def test_settings_as_env_and_credentials_only_as_secret_refs(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    _, pod = render(secret_env={"MLFLOW_TRACKING_PASSWORD": ("aerodrome-mlflow", "password")})
+    env = {e.name: e for e in pod.spec.containers[0].env}
+    assert env["MLFLOW_TRACKING_URI"].value == "http://mlflow:5000"
+    assert env["AERODROME_DATA_ROOT"].value
+    secret = env["MLFLOW_TRACKING_PASSWORD"]
+    assert secret.value is None and secret.value_from.secret_key_ref.name == "aerodrome-mlflow"
+
+
+def test_local_cluster_profile_mounts_host_paths():
+    _, pod = render(host_paths=["/work/main", "/tmp/data"], hostnetwork=True, image_pull_policy="Never")
+    mounts = {m.mount_path for m in pod.spec.containers[0].volume_mounts}
+    assert {"/work/main", "/tmp/data"} <= mounts and pod.spec.host_network
+    assert pod.spec.containers[0].image_pull_policy == "Never"
+
+
+def test_backend_is_chosen_by_settings(monkeypatch):
+    from aerodrome_airflow.k8s import TrainingPodOperator
+    from aerodrome_airflow.training import LocalTrainingOperator
+
+    assert isinstance(
+        TrainingBackend().operator("t", FLIGHTS.model.resources, ["--usecase", "x"]), LocalTrainingOperator
+    )
+    monkeypatch.setenv("AERODROME_TRAIN_BACKEND", "kubernetes")
+    assert isinstance(TrainingBackend().operator("t", FLIGHTS.model.resources, ["--usecase", "x"]), TrainingPodOperator)
+    monkeypatch.setenv("AERODROME_TRAIN_BACKEND", "slurm")
+    with pytest.raises(ValueError, match="use 'local' or 'kubernetes'"):
+        TrainingBackend()
+
+
+def test_trainer_arguments_skip_empty_options_and_result_line():
+    args = trainer_arguments("uc", "2013-01-01", "2013-02-01", "None", 7, "", "{}")
+    assert args == ["--usecase", "uc", "--start", "2013-01-01", "--end", "2013-02-01", "--seed", "7"]
+    assert "--params" in trainer_arguments("uc", "a", "b", params='{"max_depth": 4}')
+    assert last_json_line('progress\n{"version": "3"}\n') == {"version": "3"}
+    with pytest.raises(ValueError, match="no JSON result"):
+        last_json_line("done\n")
