@@ -10,7 +10,7 @@ PY := $(BIN)/python
 TORCH_PIP_ARGS ?=
 DAYS ?= 31
 
-.PHONY: install demo test up settings bench lint clean help
+.PHONY: install demo test test-k8s k8s-build k8s-up k8s-down up settings bench lint clean help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,7 +31,19 @@ demo: install ## run the flight-delay lifecycle on the embedded default (DAYS=36
 test: install ## run the test suite (starts PostgreSQL/Redis if they are not running)
 	@bash scripts/ensure-services.sh
 	$(BIN)/ruff check dags plugins include tests bench
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not k8s"
+
+k8s-build: ## build Kubernetes 1.20 from Debian's source package (~6 min once; cached in /var/cache/aerodrome-k8s)
+	bash scripts/k8s/build.sh
+
+k8s-up: k8s-build ## start the local single-node Kubernetes (loopback only)
+	bash scripts/k8s/up.sh
+
+k8s-down: ## stop the local Kubernetes (keeps the binary cache)
+	bash scripts/k8s/down.sh
+
+test-k8s: install k8s-up ## training through a real Kubernetes pod (the cluster is stopped afterwards)
+	$(BIN)/pytest -m k8s; status=$$?; bash scripts/k8s/down.sh >/dev/null 2>&1; exit $$status
 
 up: install ## start the Airflow UI on http://127.0.0.1:8080 with every DAG (Ctrl-C stops)
 	$(PY) -m aerodrome_airflow.up

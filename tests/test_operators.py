@@ -3,7 +3,6 @@
 from types import SimpleNamespace
 
 import pytest
-
 from aerodrome_airflow.operators import interval_days
 
 

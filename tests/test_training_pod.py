@@ -49,9 +49,9 @@ def test_settings_as_env_and_credentials_only_as_secret_refs(monkeypatch):
 
 
 def test_local_cluster_profile_mounts_host_paths():
-    _, pod = render(host_paths=["/work/main", "/tmp/data"], hostnetwork=True, image_pull_policy="Never")
-    mounts = {m.mount_path for m in pod.spec.containers[0].volume_mounts}
-    assert {"/work/main", "/tmp/data"} <= mounts and pod.spec.host_network
+    _, pod = render(host_paths=["/usr:ro", "/work/main", "/tmp/data"], hostnetwork=True, image_pull_policy="Never")
+    mounts = {m.mount_path: m.read_only for m in pod.spec.containers[0].volume_mounts}
+    assert mounts == {"/usr": True, "/work/main": False, "/tmp/data": False} and pod.spec.host_network
     assert pod.spec.containers[0].image_pull_policy == "Never"
 
 

@@ -33,6 +33,8 @@ class Settings:
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
     feature_repo: str | None = None
     feature_namespace: str = ""
+    # MLflow: tracking/registry URI (MLFLOW_TRACKING_URI); unset = SQLite under the data root
+    mlflow_tracking_uri: str | None = field(default=None, repr=False)  # a database URI may hold a password
 
     def __post_init__(self) -> None:
         if self.online_store not in ONLINE_STORES:
@@ -50,6 +52,25 @@ class Settings:
             return PROJECT_ROOT / ".aerodrome" / "feature_repo"
         return Path(self.data_root) / "feature_repo"
 
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking and registry URI: the setting, else `sqlite:///<data root>/mlflow/mlflow.db`."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self._mlflow_dir() / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_root(self) -> str:
+        """Where new MLflow experiments keep artifacts: `<data root>/mlflow/artifacts` (S3 included)."""
+        if "://" in self.data_root:
+            return f"{self.data_root.rstrip('/')}/mlflow/artifacts"
+        return str(Path(self.data_root).resolve() / "mlflow" / "artifacts")
+
+    def _mlflow_dir(self) -> Path:
+        if "://" in self.data_root:  # SQLite cannot live on S3: keep it with the local project state
+            return PROJECT_ROOT / ".aerodrome" / "mlflow"
+        return Path(self.data_root).resolve() / "mlflow"
+
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
@@ -64,4 +85,5 @@ class Settings:
             redis_url=_env("AERODROME_REDIS_URL", "redis://127.0.0.1:6379/0"),
             feature_repo=os.environ.get("AERODROME_FEATURE_REPO") or None,
             feature_namespace=_env("AERODROME_FEATURE_NAMESPACE", ""),
+            mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", "").strip() or None,
         )

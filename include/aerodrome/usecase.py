@@ -159,10 +159,21 @@ class Resources(_Strict):
 
 
 class ModelSpec(_Strict):
+    """What `aerodrome.train` fits: the flavor, its hyper-parameters, where it runs, how it is judged."""
+
     flavor: Literal["xgboost", "pytorch"] = "xgboost"
     params: dict[str, Any] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
-    slices: list[str] = Field(default_factory=list)
+    slices: list[str] = Field(default_factory=list, description="Columns whose values get their own metrics")
+    categorical: list[str] | None = Field(
+        default=None,
+        description="Training-set columns fed as categories (default: the string entity keys)",
+    )
+    leaky_columns: list[str] = Field(
+        default_factory=list,
+        description="Source columns known only after the prediction moment; training refuses a feature "
+        "list that names one (the target column is always refused)",
+    )
 
 
 class PromotionGates(_Strict):
@@ -211,6 +222,7 @@ class UseCase(_Strict):
         refs += [(f"entity_keys[{i}]", c) for i, c in enumerate(self.entity_keys)]
         refs += [("event_timestamp", self.event_timestamp), ("target.column", self.target.column)]
         refs += [("model.slices", c) for c in self.model.slices]
+        refs += [("model.leaky_columns", c) for c in self.model.leaky_columns]
         if isinstance(self.source, PostgresSource) and self.source.timestamp_column:
             refs.append(("source.timestamp_column", self.source.timestamp_column))
         for i, exp in enumerate(self.expectations):

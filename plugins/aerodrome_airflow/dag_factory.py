@@ -202,6 +202,7 @@ def build_train_dag(spec: UseCase) -> DAG:
 
     backend = TrainingBackend()
     start = spec.schedule.start_date
+    window_end = (spec.schedule.end_date or start) + timedelta(days=1)  # exclusive: the last day included
     with DAG(
         dag_id=f"train_{spec.name}",
         description=f"Train {spec.name} ({spec.model.flavor}) and register an MLflow candidate",
@@ -222,9 +223,7 @@ def build_train_dag(spec: UseCase) -> DAG:
         tags=["aerodrome", "train", spec.name, *spec.tags],
         params={
             "start": Param(str(start), type="string", format="date", title="Training window start"),
-            "end": Param(
-                str(spec.schedule.end_date or start), type="string", format="date", title="Window end (exclusive)"
-            ),
+            "end": Param(str(window_end), type="string", format="date", title="Window end (exclusive)"),
             "holdout_start": Param(None, type=["null", "string"], title="Holdout from (default: last 25 %)"),
             "flavor": Param(spec.model.flavor, enum=["xgboost", "pytorch"], title="Model flavor"),
             "params": Param({}, type="object", title="Hyper-parameters (override the spec)"),

@@ -36,12 +36,13 @@ def tolerations(resources: Resources) -> list[k8s.V1Toleration]:
 
 
 def host_path_mounts(paths: list[str]) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
-    """hostPath volumes for the local single-node cluster (the same paths inside the pod)."""
+    """hostPath volumes for the local single-node cluster, at the same paths; `PATH:ro` mounts read-only."""
     volumes, mounts = [], []
-    for i, path in enumerate(paths):
+    for i, entry in enumerate(paths):
+        path, _, mode = entry.partition(":")
         name = f"host-{i}"
-        volumes.append(k8s.V1Volume(name=name, host_path=k8s.V1HostPathVolumeSource(path=path)))
-        mounts.append(k8s.V1VolumeMount(name=name, mount_path=path))
+        volumes.append(k8s.V1Volume(name=name, host_path=k8s.V1HostPathVolumeSource(path=path, type="Directory")))
+        mounts.append(k8s.V1VolumeMount(name=name, mount_path=path, read_only=mode == "ro"))
     return volumes, mounts
 
 
@@ -66,6 +67,7 @@ class TrainingPodOperator(KubernetesPodOperator):
         kwargs.setdefault("deferrable", True)
         kwargs.setdefault("on_finish_action", "delete_pod")
         kwargs.setdefault("startup_timeout_seconds", 600)
+        kwargs.setdefault("startup_check_interval_seconds", 2)  # the default 5 s dominates short pods
         kwargs.setdefault("schedule_timeout_seconds", 900)
         kwargs.setdefault("get_logs", True)
         kwargs.setdefault("log_events_on_failure", True)

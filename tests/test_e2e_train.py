@@ -1,0 +1,132 @@
+"""Training through Airflow: the same DAG and trainer entrypoint, local subprocess or a real Kubernetes pod."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from aerodrome.features import compute_features_range
+from aerodrome.ingest.partition import partition_key, write_partition
+from aerodrome.landing.flights import load_flights
+from aerodrome.schema import conform
+from aerodrome.settings import Settings
+from aerodrome.storage import open_storage
+from aerodrome.usecase import load_usecase
+from conftest import IN_CI, SESSION_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+FIRST, LAST = date(2013, 4, 1), date(2013, 4, 30)
+SMALL = {"n_estimators": 60, "max_depth": 4}
+KUBECONFIG = Path("/var/lib/aerodrome-k8s/kubeconfig")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def april():
+    """Validated flight partitions and features for April 2013 in the session data root."""
+    settings = Settings.from_env()
+    spec = load_usecase(settings.usecases_dir / "flight_delay")
+    storage = open_storage(settings.data_root, settings)
+    flights = load_flights()
+    day = pd.to_datetime(dict(year=flights["year"], month=flights["month"], day=flights["day"])).dt.date
+    wanted = (day >= FIRST) & (day <= LAST)
+    for when, frame in flights[wanted].groupby(day[wanted]):
+        key = partition_key("validated", spec.name, when.isoformat())
+        write_partition(storage, key, conform(frame, spec.columns, key), key)
+    compute_features_range(spec, storage, FIRST, LAST)
+    return settings
+
+
+def train(dag, **params):
+    conf = {
+        "start": str(FIRST),
+        "end": str(LAST + timedelta(days=1)),
+        "holdout_start": "2013-04-24",
+        "flavor": "xgboost",
+        "params": SMALL,
+        "seed": 7,
+        **params,
+    }
+    run = dag.test(logical_date=datetime(2013, 5, 1, tzinfo=UTC), run_conf=conf)
+    return run.state, {ti.task_id: ti for ti in run.get_task_instances()}
+
+
+def candidate_version(settings: Settings):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    return client, client.get_model_version_by_alias("flight_delay", "candidate")
+
+
+def test_local_backend_registers_a_candidate(dagbag, april):
+    dag = dagbag.get_dag("train_flight_delay")
+    assert type(dag.get_task("train_model")).__name__ == "LocalTrainingOperator"
+    state, tasks = train(dag)
+    assert state == "success", tasks
+    client, version = candidate_version(april)
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["roc_auc"] > 0.55
+    assert any(k.startswith("slice.origin.") and k.endswith(".roc_auc") for k in run.data.metrics)
+
+
+@pytest.fixture
+def cluster(monkeypatch, airflow_db):
+    """The local Kubernetes started by `make test-k8s`; in CI its absence fails loudly."""
+    if not KUBECONFIG.exists():
+        message = f"{KUBECONFIG} not found: run `make test-k8s` (it builds and starts the local cluster)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    sys.path.insert(0, str(ROOT / "scripts" / "k8s"))
+    from kpo_local import connection_env, host_mounts
+
+    mounts = host_mounts(ROOT, sys.executable, extra_rw=(str(SESSION_DIR),))
+    env = {
+        "AERODROME_TRAIN_BACKEND": "kubernetes",
+        "AERODROME_TRAINER_IMAGE": "docker.io/aerodrome/host-runtime:local",
+        "AERODROME_TRAINER_PULL_POLICY": "Never",
+        "AERODROME_TRAINER_PYTHON": sys.executable,
+        "AERODROME_K8S_CONFIG_FILE": str(KUBECONFIG),
+        "AERODROME_K8S_HOST_NETWORK": "true",
+        "AERODROME_K8S_HOST_PATHS": ",".join(f"{p}:ro" if ro else p for p, ro in mounts),
+        **connection_env(),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags")).get_dag("train_flight_delay")
+
+
+def pods_left() -> list[str]:
+    from kubernetes import client, config
+
+    config.load_kube_config(str(KUBECONFIG))
+    pods = client.CoreV1Api().list_namespaced_pod("aerodrome", label_selector="aerodrome.io/stage=train")
+    return [p.metadata.name for p in pods.items]
+
+
+@pytest.mark.k8s
+def test_training_in_a_real_pod(cluster, april):
+    assert type(cluster.get_task("train_model")).__name__ == "TrainingPodOperator"
+    state, tasks = train(cluster, seed=11)
+    assert state == "success", tasks
+    client, version = candidate_version(april)
+    run = client.get_run(version.run_id)
+    assert run.data.params["seed"] == "11"  # this pod's run, not the local one
+    assert pods_left() == []
+
+
+@pytest.mark.k8s
+def test_failing_trainer_fails_the_task_with_its_exit_code(cluster, april):
+    cluster.get_task("train_model").retries = 0
+    state, tasks = train(cluster, start="2013-04-20", end="2013-04-10")  # an empty window: the trainer exits 2
+    assert state == "failed"
+    assert pods_left() == []
+    log_dir = Path(os.environ["AIRFLOW_HOME"]) / "logs"
+    assert log_dir.exists()
