@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -42,17 +44,18 @@ def april():
     return settings
 
 
+TRAIN_CONF = {
+    "start": str(FIRST),
+    "end": str(LAST + timedelta(days=1)),
+    "holdout_start": "2013-04-24",
+    "flavor": "xgboost",
+    "params": SMALL,
+    "seed": 7,
+}
+
+
 def train(dag, **params):
-    conf = {
-        "start": str(FIRST),
-        "end": str(LAST + timedelta(days=1)),
-        "holdout_start": "2013-04-24",
-        "flavor": "xgboost",
-        "params": SMALL,
-        "seed": 7,
-        **params,
-    }
-    run = dag.test(logical_date=datetime(2013, 5, 1, tzinfo=UTC), run_conf=conf)
+    run = dag.test(logical_date=datetime(2013, 5, 1, tzinfo=UTC), run_conf={**TRAIN_CONF, **params})
     return run.state, {ti.task_id: ti for ti in run.get_task_instances()}
 
 
@@ -74,9 +77,17 @@ def test_local_backend_registers_a_candidate(dagbag, april):
     assert any(k.startswith("slice.origin.") and k.endswith(".roc_auc") for k in run.data.metrics)
 
 
+def test_local_backend_fails_at_once_when_the_window_cannot_be_trained(dagbag, april):
+    dag = dagbag.get_dag("train_flight_delay")
+    assert dag.get_task("train_model").retries > 0  # retries are for crashes, not for a bad window
+    state, tasks = train(dag, start="2013-04-20", end="2013-04-10")
+    assert state == "failed"
+    assert tasks["train_model"].try_number == 1 and tasks["train_model"].state == "failed"
+
+
 @pytest.fixture
-def cluster(monkeypatch, airflow_db):
-    """The local Kubernetes started by `make test-k8s`; in CI its absence fails loudly."""
+def cluster_env(airflow_db) -> dict[str, str]:
+    """Settings for the training DAG on the local Kubernetes started by `make test-k8s` (absent: fail in CI)."""
     if not KUBECONFIG.exists():
         message = f"{KUBECONFIG} not found: run `make test-k8s` (it builds and starts the local cluster)"
         if IN_CI:
@@ -86,21 +97,27 @@ def cluster(monkeypatch, airflow_db):
     from kpo_local import connection_env, host_mounts
 
     mounts = host_mounts(ROOT, sys.executable, extra_rw=(str(SESSION_DIR),))
-    env = {
+    return {
         "AERODROME_TRAIN_BACKEND": "kubernetes",
         "AERODROME_TRAINER_IMAGE": "docker.io/aerodrome/host-runtime:local",
         "AERODROME_TRAINER_PULL_POLICY": "Never",
         "AERODROME_TRAINER_PYTHON": sys.executable,
-        "AERODROME_K8S_CONFIG_FILE": str(KUBECONFIG),
         "AERODROME_K8S_HOST_NETWORK": "true",
         "AERODROME_K8S_HOST_PATHS": ",".join(f"{p}:ro" if ro else p for p, ro in mounts),
-        **connection_env(),
+        # the spec asks for a GPU node; the local cluster is one CPU node
+        "AERODROME_K8S_RESOURCES": json.dumps({"gpu": 0, "cpu": "1", "memory": "4Gi", "node_selector": {}}),
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",  # the task log as an operator reads it
+        **connection_env(),  # kubernetes_default -> the cluster's kubeconfig
     }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(ROOT / "dags")).get_dag("train_flight_delay")
+
+def train_in_cluster(env: dict[str, str], **params) -> tuple[int, str]:
+    """`airflow dags test train_flight_delay` as a user runs it: exit status and the whole task log."""
+    conf = {**TRAIN_CONF, **params}
+    airflow = Path(sys.executable).with_name("airflow")
+    command = [str(airflow), "dags", "test", "train_flight_delay", "2013-05-01", "-c", json.dumps(conf)]
+    done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=900)
+    return done.returncode, done.stdout + done.stderr
 
 
 def pods_left() -> list[str]:
@@ -112,21 +129,22 @@ def pods_left() -> list[str]:
 
 
 @pytest.mark.k8s
-def test_training_in_a_real_pod(cluster, april):
-    assert type(cluster.get_task("train_model")).__name__ == "TrainingPodOperator"
-    state, tasks = train(cluster, seed=11)
-    assert state == "success", tasks
+def test_training_in_a_real_pod(cluster_env, april):
+    status, log = train_in_cluster(cluster_env, seed=11)
+    assert status == 0, log[-4000:]
+    assert "TrainingPodOperator" in log and "train-model-" in log  # the task ran a pod ...
+    assert "[train " in log and "registered" in log, log[-4000:]  # ... and the trainer's own lines are in its log
     client, version = candidate_version(april)
     run = client.get_run(version.run_id)
     assert run.data.params["seed"] == "11"  # this pod's run, not the local one
+    assert run.data.tags.get("data_fingerprint") or run.data.params.get("data_fingerprint")
     assert pods_left() == []
 
 
 @pytest.mark.k8s
-def test_failing_trainer_fails_the_task_with_its_exit_code(cluster, april):
-    cluster.get_task("train_model").retries = 0
-    state, tasks = train(cluster, start="2013-04-20", end="2013-04-10")  # an empty window: the trainer exits 2
-    assert state == "failed"
+def test_failing_trainer_fails_the_task_with_its_exit_code(cluster_env, april):
+    status, log = train_in_cluster(cluster_env, start="2013-04-20", end="2013-04-10")  # an empty window
+    assert status != 0 and "DagRun failed" in log
+    assert "ended with exit code 3" in log, log[-4000:]
+    assert "error: " in log and "not retried" in log  # the trainer's own error line reached the task's error
     assert pods_left() == []
-    log_dir = Path(os.environ["AIRFLOW_HOME"]) / "logs"
-    assert log_dir.exists()

@@ -309,7 +309,7 @@ def test_command_fails_with_a_readable_error(lake, tmp_path, monkeypatch, capsys
     monkeypatch.setenv("AERODROME_FEATURE_REPO", str(Path(lake.root) / "repo"))
     monkeypatch.setenv("AERODROME_USECASES_DIR", str(ROOT / "include/usecases"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert main(["--usecase=flight_delay", *argv]) == 1
+    assert main(["--usecase=flight_delay", *argv]) == 3  # exitcodes.INPUT: a retry cannot help
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last, last
 

@@ -76,3 +76,49 @@ def test_trainer_arguments_skip_empty_options_and_result_line():
     assert last_json_line('progress\n{"version": "3"}\n') == {"version": "3"}
     with pytest.raises(ValueError, match="no JSON result"):
         last_json_line("done\n")
+
+
+def test_cluster_resource_override_for_a_cpu_only_cluster(monkeypatch):
+    monkeypatch.setenv("AERODROME_TRAIN_BACKEND", "kubernetes")
+    monkeypatch.setenv("AERODROME_K8S_RESOURCES", '{"gpu": 0, "cpu": "1", "memory": "2Gi", "node_selector": {}}')
+    op = TrainingBackend().operator("t", FLIGHTS.model.resources, ["--usecase", "x"])
+    container = op.build_pod_request_obj(dry_run=True).spec.containers[0]
+    assert container.resources.limits == {"cpu": "1", "memory": "2Gi"}
+    assert not op.node_selector and not op.tolerations
+    monkeypatch.setenv("AERODROME_K8S_RESOURCES", '{"gpus": 0}')
+    with pytest.raises(ValueError, match="AERODROME_K8S_RESOURCES: unknown field .gpus."):
+        TrainingBackend().resources(FLIGHTS.model.resources)
+    monkeypatch.setenv("AERODROME_K8S_RESOURCES", "gpu=0")
+    with pytest.raises(ValueError, match="AERODROME_K8S_RESOURCES is not valid JSON"):
+        TrainingBackend()
+
+
+def test_trainer_exit_codes_decide_whether_airflow_retries():
+    from aerodrome_airflow.training import trainer_failure
+    from airflow.sdk.exceptions import AirflowFailException
+
+    bad_window = trainer_failure(3, "trainer pod p", "error: cannot split the window\n")
+    assert isinstance(bad_window, AirflowFailException)
+    assert str(bad_window).startswith("trainer pod p ended with exit code 3 (the window, data or parameters")
+    assert "error: cannot split the window" in str(bad_window) and "not retried" in str(bad_window)
+    crash = trainer_failure(1, "the trainer", "")
+    assert not isinstance(crash, AirflowFailException) and "not retried" not in str(crash)
+    assert "killed by a signal" in str(trainer_failure(137, "trainer pod p", ""))
+
+
+def test_pod_reports_the_trainer_exit_code_and_last_lines():
+    from aerodrome_airflow.k8s import trainer_termination
+    from kubernetes.client import models as k8s
+
+    _, pod = render()
+    assert pod.spec.containers[0].termination_message_policy == "FallbackToLogsOnError"
+    terminated = k8s.V1ContainerState(
+        terminated=k8s.V1ContainerStateTerminated(exit_code=3, message="error: bad window")
+    )
+    pod.status = k8s.V1PodStatus(
+        container_statuses=[
+            k8s.V1ContainerStatus(name="base", state=terminated, ready=False, restart_count=0, image="i", image_id="")
+        ]
+    )
+    assert trainer_termination(pod, "base") == (3, "error: bad window")
+    assert trainer_termination(pod, "sidecar") is None

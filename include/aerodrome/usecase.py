@@ -252,7 +252,7 @@ class UseCase(_Strict):
         return self.event_timestamp
 
 
-def _describe(err: ValidationError) -> str:
+def describe_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
@@ -278,7 +278,7 @@ def load_usecase(path: str | Path) -> UseCase:
     try:
         spec = UseCase.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(f"{spec_file}: {_describe(exc)}") from None
+        raise SpecError(f"{spec_file}: {describe_validation_error(exc)}") from None
     if spec.name != spec_file.parent.name:
         raise SpecError(f"{spec_file}: name {spec.name!r} must equal its folder name {spec_file.parent.name!r}")
     return spec

@@ -211,7 +211,7 @@ def build_train_dag(spec: UseCase) -> DAG:
             flavor=spec.model.flavor,
             slices=", ".join(spec.model.slices) or "none",
             backend=backend.kind,
-            gpu=spec.model.resources.gpu,
+            gpu=backend.resources(spec.model.resources).gpu,
         ),
         schedule=AssetOrTimeSchedule(
             timetable=CronTriggerTimetable("@weekly", timezone="UTC"), assets=[retrain_asset(spec.name)]

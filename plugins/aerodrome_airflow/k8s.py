@@ -12,9 +12,10 @@ from typing import Any
 from aerodrome.usecase import Resources
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.secret import Secret
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from kubernetes.client import models as k8s
 
-from aerodrome_airflow.training import TRAINER_ENV, TRAINER_MODULE
+from aerodrome_airflow.training import TRAINER_ENV, TRAINER_MODULE, trainer_failure
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -71,6 +72,7 @@ class TrainingPodOperator(KubernetesPodOperator):
         kwargs.setdefault("schedule_timeout_seconds", 900)
         kwargs.setdefault("get_logs", True)
         kwargs.setdefault("log_events_on_failure", True)
+        kwargs.setdefault("log_pod_spec_on_failure", False)  # the exit code and the trainer's last lines say more
         super().__init__(
             cmds=[python, "-m", TRAINER_MODULE],
             arguments=trainer_arguments,
@@ -84,3 +86,32 @@ class TrainingPodOperator(KubernetesPodOperator):
             labels={"app.kubernetes.io/part-of": "aerodrome", "aerodrome.io/stage": "train"},
             **kwargs,
         )
+
+    def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> k8s.V1Pod:
+        pod = super().build_pod_request_obj(context, dry_run=dry_run)
+        for container in pod.spec.containers:
+            if container.name == self.base_container_name:
+                # a failed trainer's last log lines become the pod's termination message (and the task's error)
+                container.termination_message_policy = "FallbackToLogsOnError"
+        return pod
+
+    def cleanup(self, pod: k8s.V1Pod, remote_pod: k8s.V1Pod, xcom_result: Any = None, context: Any = None) -> None:
+        """As the base operator, but a failed trainer fails the task with its exit code and last lines."""
+        try:
+            super().cleanup(pod, remote_pod, xcom_result, context)
+        except AirflowSkipException:
+            raise
+        except AirflowException as exc:
+            ended = trainer_termination(remote_pod, self.base_container_name)
+            if ended is None:
+                raise
+            raise trainer_failure(ended[0], f"trainer pod {remote_pod.metadata.name}", ended[1]) from exc
+
+
+def trainer_termination(pod: k8s.V1Pod | None, container_name: str) -> tuple[int, str] | None:
+    """(exit code, termination message) of the pod's terminated `container_name`; None while it has not ended."""
+    statuses = (pod.status.container_statuses if pod is not None and pod.status else None) or []
+    for status in statuses:
+        if status.name == container_name and status.state and status.state.terminated:
+            return int(status.state.terminated.exit_code), status.state.terminated.message or ""
+    return None

@@ -9,7 +9,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from aerodrome.train import exitcodes
+from aerodrome.usecase import Resources, describe_validation_error
 from airflow.sdk import BaseOperator
+from pydantic import ValidationError
 
 TRAINER_MODULE = "aerodrome.train.entrypoint"
 # settings the trainer reads; passed to the pod as plain env (secrets travel as Kubernetes secrets)
@@ -37,6 +40,17 @@ def trainer_arguments(
     if params and str(params) not in ("None", "{}"):
         args += ["--params", params if isinstance(params, str) else json.dumps(params)]
     return args
+
+
+def trainer_failure(code: int, where: str, detail: str) -> Exception:
+    """The task's exception for a trainer that exited with `code`: no retry where a retry cannot help."""
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    message = f"{where} ended with {exitcodes.describe(code)}"
+    message += f": {detail.strip()}" if detail.strip() else ""
+    if code in exitcodes.NOT_RETRYABLE:
+        return AirflowFailException(message + " [not retried: the same run would fail the same way]")
+    return AirflowException(message)
 
 
 def last_json_line(output: str) -> dict[str, Any]:
@@ -72,13 +86,26 @@ class LocalTrainingOperator(BaseOperator):
             for line in proc.stdout:
                 lines.append(line)
                 self.log.info("trainer | %s", line.rstrip())
-        if proc.returncode != 0:
-            raise RuntimeError(f"trainer exited with code {proc.returncode}: {''.join(lines[-5:]).strip()}")
+        if proc.returncode != exitcodes.OK:
+            raise trainer_failure(proc.returncode, "the trainer", "".join(lines[-5:]))
         return last_json_line("".join(lines))
 
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def _json_object(name: str) -> dict[str, Any]:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{name} is not valid JSON ({exc}): {raw!r}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a JSON object such as '{{\"gpu\": 0}}', got {raw!r}")
+    return value
 
 
 class TrainingBackend:
@@ -96,6 +123,17 @@ class TrainingBackend:
         # local single-node cluster only: reach the project, venv and data on the host
         self.host_paths = [p for p in os.environ.get("AERODROME_K8S_HOST_PATHS", "").split(",") if p]
         self.host_network = _flag("AERODROME_K8S_HOST_NETWORK")
+        self.resource_override = _json_object("AERODROME_K8S_RESOURCES")
+
+    def resources(self, declared: Resources) -> Resources:
+        """The spec's resources with the cluster's override on top (e.g. `{"gpu": 0}` on a CPU-only cluster)."""
+        if not self.resource_override:
+            return declared
+        try:
+            override = Resources.model_validate(self.resource_override)
+        except ValidationError as exc:
+            raise ValueError(f"AERODROME_K8S_RESOURCES: {describe_validation_error(exc)}") from None
+        return declared.model_copy(update=override.model_dump(exclude_unset=True))
 
     def operator(self, task_id: str, resources, arguments: list[str], **kwargs: Any) -> BaseOperator:
         if self.kind == "local":
@@ -104,7 +142,7 @@ class TrainingBackend:
 
         return TrainingPodOperator(
             task_id=task_id,
-            resources=resources,
+            resources=self.resources(resources),
             trainer_arguments=arguments,
             image=self.image,
             namespace=self.namespace,

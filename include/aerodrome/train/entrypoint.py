@@ -3,8 +3,10 @@
 Runs in the trainer image (a Kubernetes pod, on a GPU when the node has one) or as a local
 subprocess. Settings come from the environment (`AERODROME_*`, `MLFLOW_TRACKING_URI`). Progress goes to
 stdout line by line; the last line is one JSON object: run_id, model_name, version, alias, model_uri,
-flavor, device, metrics (holdout), data_fingerprint, split, rows, seconds. On failure the exit code is
-1 and the last line of stderr says what went wrong; bad arguments exit with 2.
+flavor, device, metrics (holdout), data_fingerprint, split, rows, seconds. On failure the last line of
+stderr says what went wrong and the exit code says whether a retry can help (`aerodrome.train.exitcodes`):
+3 = the window, data, spec or parameters cannot be trained on (no retry), 2 = bad arguments, 1 = anything
+else (a crash, an unreachable service).
 
 Days are local midnights of the use case's time zone (`--end` is exclusive); a full ISO timestamp
 with an offset is taken as it is.
@@ -22,6 +24,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from aerodrome.errors import AerodromeError
+from aerodrome.train import exitcodes
 from aerodrome.train.inputs import TrainingError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -117,17 +120,17 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(args)
     except AerodromeError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 1
+        return exitcodes.INPUT
     except Exception as exc:  # anything else: keep the traceback, but end on one readable line
         traceback.print_exc()
         print(f"error: training failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        return 1
+        return exitcodes.FAILED
     line = json.dumps(summary, separators=(",", ":"))
     if args.result_file:
         Path(args.result_file).parent.mkdir(parents=True, exist_ok=True)
         Path(args.result_file).write_text(line + "\n")
     print(line, flush=True)
-    return 0
+    return exitcodes.OK
 
 
 if __name__ == "__main__":

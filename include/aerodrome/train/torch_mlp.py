@@ -231,13 +231,13 @@ def train_mlp(
             module.parameters(), lr=float(p["learning_rate"]), weight_decay=float(p["weight_decay"])
         )
         loss_fn = nn.BCEWithLogitsLoss() if task == "classification" else nn.MSELoss()
-        order_rng = torch.Generator().manual_seed(seed)
+        order_rng = torch.Generator(device=dev).manual_seed(seed)  # batch order drawn where the data lives
         batch, rows = int(p["batch_size"]), len(x_train)
         curve: list[float] = []
         best, best_epoch, best_state, stale = float("inf"), 0, None, 0
         for epoch in range(int(p["epochs"])):
             module.train()
-            order = torch.randperm(rows, generator=order_rng).to(dev)
+            order = torch.randperm(rows, generator=order_rng, device=dev)
             for i in range(0, rows, batch):
                 idx = order[i : i + batch]
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
