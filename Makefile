@@ -10,7 +10,7 @@ PY := $(BIN)/python
 TORCH_PIP_ARGS ?=
 DAYS ?= 31
 
-.PHONY: install demo test test-k8s k8s-build k8s-up k8s-down up settings bench lint clean help
+.PHONY: install demo test test-k8s k8s-build k8s-up k8s-down up settings bench bench-k8s lint clean help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -56,6 +56,9 @@ settings: install ## (re)load airflow_settings.yaml into the embedded Airflow
 
 bench: install ## benchmarks; results also go to bench/results/
 	$(PY) -m bench
+
+bench-k8s: install k8s-up ## the Kubernetes path's orchestration overhead on the local cluster (stopped afterwards)
+	$(PY) -m bench --only k8s_overhead; status=$$?; bash scripts/k8s/down.sh >/dev/null 2>&1; exit $$status
 
 lint: install
 	$(BIN)/ruff check dags plugins include tests bench

@@ -433,3 +433,5 @@ def test_trainer_image_is_cuda_python_and_runs_the_training_entrypoint():
     assert PROJECT_INSTALL.search(runs), "the aerodrome library is not installed"
     entrypoint = [json.loads(a) for k, a in instructions if k == "ENTRYPOINT"]
     assert entrypoint[-1:] == [["python", "-m", "aerodrome.train.entrypoint"]], entrypoint
+    envs = " ".join(a for k, a in instructions if k == "ENV")
+    assert "AERODROME_CODE_VERSION=${CODE_VERSION}" in envs, "the image has no .git: it must carry its code version"

@@ -335,3 +335,18 @@ def test_asking_for_a_gpu_that_is_not_there_is_a_readable_error():
         xgboost_device("cuda")
     with pytest.raises(TrainingError, match="--device cuda"):
         torch_device("cuda")
+
+
+def test_preflight_answers_without_training(lake, tmp_path, monkeypatch, capsys):
+    from aerodrome.train.preflight import main as preflight
+
+    monkeypatch.setenv("AERODROME_USECASES_DIR", str(ROOT / "include/usecases"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://mlflow:secret@db:5432/mlflow")
+    monkeypatch.setenv("AERODROME_DATA_ROOT", lake.root)
+    assert preflight(["--usecase=flight_delay"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["usecase"] == "flight_delay" and report["validated_partitions"] >= 1
+    assert "secret" not in report["tracking_uri"]
+    monkeypatch.setenv("AERODROME_DATA_ROOT", str(tmp_path / "empty"))
+    assert preflight(["--usecase=flight_delay"]) == 3
+    assert "no validated partition of 'flight_delay'" in capsys.readouterr().err

@@ -62,6 +62,7 @@ class TrainingPodOperator(KubernetesPodOperator):
         secret_env: dict[str, tuple[str, str]] | None = None,
         host_paths: list[str] | None = None,
         python: str = "python",
+        module: str = TRAINER_MODULE,
         **kwargs: Any,
     ) -> None:
         volumes, mounts = host_path_mounts(host_paths or [])
@@ -74,7 +75,7 @@ class TrainingPodOperator(KubernetesPodOperator):
         kwargs.setdefault("log_events_on_failure", True)
         kwargs.setdefault("log_pod_spec_on_failure", False)  # the exit code and the trainer's last lines say more
         super().__init__(
-            cmds=[python, "-m", TRAINER_MODULE],
+            cmds=[python, "-m", module],
             arguments=trainer_arguments,
             container_resources=container_resources(resources),
             node_selector=dict(resources.node_selector) or None,

@@ -71,12 +71,13 @@ class LocalTrainingOperator(BaseOperator):
     template_fields: Sequence[str] = ("arguments",)
     ui_color = "#e8daef"
 
-    def __init__(self, *, arguments: list[str], **kwargs: Any) -> None:
+    def __init__(self, *, arguments: list[str], module: str = TRAINER_MODULE, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.arguments = arguments
+        self.module = module
 
     def execute(self, context: Any) -> dict[str, Any]:
-        command = [sys.executable, "-m", TRAINER_MODULE, *self.arguments]
+        command = [sys.executable, "-m", self.module, *self.arguments]
         self.log.info("Running %s", " ".join(command))
         lines: list[str] = []
         with subprocess.Popen(
