@@ -323,6 +323,13 @@ def test_window_bounds_are_local_days():
         moment("July 1st", CLOCK)
 
 
+def test_an_unset_form_param_means_the_default_split():
+    from aerodrome.train.entrypoint import given
+
+    assert not any(given(v) for v in (None, "", "None", "null", " "))
+    assert given("2013-10-01")
+
+
 def test_asking_for_a_gpu_that_is_not_there_is_a_readable_error():
     from aerodrome.train.predictor import nvidia_gpu_present
     from aerodrome.train.torch_mlp import torch_device

@@ -237,7 +237,7 @@ def build_train_dag(spec: UseCase) -> DAG:
                 spec.name,
                 "{{ params.start }}",
                 "{{ params.end }}",
-                "{{ params.holdout_start }}",
+                "{{ params.holdout_start or '' }}",
                 "{{ params.seed }}",
                 "{{ params.flavor }}",
                 "{{ params.params | tojson }}",

@@ -45,6 +45,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def given(text: str | None) -> bool:
+    """An optional day was given: not empty, and not an unset form param rendered by a template ("None")."""
+    return bool(text) and text.strip() not in ("", "None", "null")
+
+
 def moment(text: str, clock) -> datetime:
     """A `YYYY-MM-DD` day as its local midnight, or an ISO timestamp as given (naive = UTC)."""
     text = text.strip()
@@ -93,8 +98,8 @@ def run(args: argparse.Namespace) -> dict:
         open_storage(settings.data_root, settings),
         moment(args.start, clock),
         moment(args.end, clock),
-        holdout_start=moment(args.holdout_start, clock) if args.holdout_start else None,
-        validation_start=moment(args.validation_start, clock) if args.validation_start else None,
+        holdout_start=moment(args.holdout_start, clock) if given(args.holdout_start) else None,
+        validation_start=moment(args.validation_start, clock) if given(args.validation_start) else None,
         seed=args.seed,
         flavor=args.flavor,
         params=hyper_parameters(args.params),
