@@ -122,3 +122,36 @@ def test_pod_reports_the_trainer_exit_code_and_last_lines():
     )
     assert trainer_termination(pod, "base") == (3, "error: bad window")
     assert trainer_termination(pod, "sidecar") is None
+
+
+def test_pod_template_is_the_base_and_the_spec_resources_win(tmp_path):
+    import shutil
+
+    from aerodrome.errors import SpecError
+    from aerodrome_airflow.k8s import TrainingPodOperator
+
+    folder = tmp_path / "flight_delay"
+    shutil.copytree(ROOT / "include/usecases/flight_delay", folder)
+    (folder / "gpu-pod.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  annotations: {team: risk}\n"
+        "spec:\n  serviceAccountName: trainer\n  priorityClassName: batch-gpu\n"
+        "  containers:\n  - name: base\n    resources: {limits: {cpu: '1', nvidia.com/gpu: '8'}}\n"
+    )
+    spec_file = folder / "usecase.yaml"
+    spec_file.write_text(spec_file.read_text().replace("gpu: 1,", "gpu: 1, pod_template: gpu-pod.yaml,"))
+    spec = load_usecase(folder)
+    assert spec.model.resources.pod_template == str((folder / "gpu-pod.yaml").resolve())
+    op = TrainingPodOperator(
+        task_id="train_model",
+        resources=spec.model.resources,
+        trainer_arguments=["--usecase", "flight_delay"],
+        image="aerodrome/trainer:1",
+        namespace="aerodrome",
+    )
+    pod = op.build_pod_request_obj(dry_run=True)
+    assert pod.spec.service_account_name == "trainer" and pod.spec.priority_class_name == "batch-gpu"
+    assert pod.metadata.annotations["team"] == "risk"
+    assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "1"  # the spec wins over the template
+    (folder / "gpu-pod.yaml").unlink()
+    with pytest.raises(SpecError, match=r"model.resources.pod_template: .*gpu-pod.yaml not found"):
+        load_usecase(folder)

@@ -156,6 +156,11 @@ class Resources(_Strict):
     gpu: int = 0
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    pod_template: str | None = Field(
+        default=None,
+        description="Pod template YAML (relative to the use-case folder) the training pod is built on, "
+        "e.g. a service account, priority class or volumes; the fields above override it",
+    )
 
 
 class ModelSpec(_Strict):
@@ -281,7 +286,20 @@ def load_usecase(path: str | Path) -> UseCase:
         raise SpecError(f"{spec_file}: {describe_validation_error(exc)}") from None
     if spec.name != spec_file.parent.name:
         raise SpecError(f"{spec_file}: name {spec.name!r} must equal its folder name {spec_file.parent.name!r}")
-    return spec
+    return _with_resolved_pod_template(spec, spec_file)
+
+
+def _with_resolved_pod_template(spec: UseCase, spec_file: Path) -> UseCase:
+    """`model.resources.pod_template` as an absolute path to an existing file (relative = to the spec's folder)."""
+    resources = spec.model.resources
+    if not resources.pod_template:
+        return spec
+    template = Path(resources.pod_template)
+    template = template if template.is_absolute() else spec_file.parent / template
+    if not template.is_file():
+        raise SpecError(f"{spec_file}: model.resources.pod_template: {template} not found")
+    resources = resources.model_copy(update={"pod_template": str(template.resolve())})
+    return spec.model_copy(update={"model": spec.model.model_copy(update={"resources": resources})})
 
 
 def discover_usecases(usecases_dir: str | Path) -> list[UseCase]:

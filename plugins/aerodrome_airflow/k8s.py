@@ -66,6 +66,8 @@ class TrainingPodOperator(KubernetesPodOperator):
         **kwargs: Any,
     ) -> None:
         volumes, mounts = host_path_mounts(host_paths or [])
+        if resources.pod_template:
+            kwargs.setdefault("pod_template_file", resources.pod_template)
         kwargs.setdefault("deferrable", True)
         kwargs.setdefault("on_finish_action", "delete_pod")
         kwargs.setdefault("startup_timeout_seconds", 600)
