@@ -75,6 +75,8 @@ def test_local_backend_registers_a_candidate(dagbag, april):
     run = client.get_run(version.run_id)
     assert run.data.metrics["roc_auc"] > 0.55
     assert any(k.startswith("slice.origin.") and k.endswith(".roc_auc") for k in run.data.metrics)
+    assert run.data.tags["aerodrome.airflow.dag_id"] == "train_flight_delay"  # lineage: the DAG run behind it
+    assert run.data.tags["aerodrome.airflow.run_id"].startswith("manual__") and version.tags["airflow_run_id"]
 
 
 def test_local_backend_fails_at_once_when_the_window_cannot_be_trained(dagbag, april):
@@ -137,7 +139,7 @@ def test_training_in_a_real_pod(cluster_env, april):
     client, version = candidate_version(april)
     run = client.get_run(version.run_id)
     assert run.data.params["seed"] == "11"  # this pod's run, not the local one
-    assert run.data.tags.get("data_fingerprint") or run.data.params.get("data_fingerprint")
+    assert run.data.params["data_fingerprint"] and run.data.tags["aerodrome.airflow.dag_id"] == "train_flight_delay"
     assert pods_left() == []
 
 

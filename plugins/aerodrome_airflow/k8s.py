@@ -15,7 +15,7 @@ from airflow.providers.cncf.kubernetes.secret import Secret
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from kubernetes.client import models as k8s
 
-from aerodrome_airflow.training import TRAINER_ENV, TRAINER_MODULE, trainer_failure
+from aerodrome_airflow.training import RUN_CONTEXT_ENV, TRAINER_ENV, TRAINER_MODULE, trainer_failure
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -82,7 +82,9 @@ class TrainingPodOperator(KubernetesPodOperator):
             container_resources=container_resources(resources),
             node_selector=dict(resources.node_selector) or None,
             tolerations=tolerations(resources),
-            env_vars={k: os.environ[k] for k in TRAINER_ENV if os.environ.get(k)} | kwargs.pop("env_vars", {}),
+            env_vars={k: os.environ[k] for k in TRAINER_ENV if os.environ.get(k)}
+            | RUN_CONTEXT_ENV
+            | kwargs.pop("env_vars", {}),
             secrets=[Secret("env", env, name, key) for env, (name, key) in (secret_env or {}).items()],
             volumes=volumes + kwargs.pop("volumes", []),
             volume_mounts=mounts + kwargs.pop("volume_mounts", []),

@@ -29,6 +29,14 @@ TRAINER_ENV = (
 )
 
 
+# the Airflow run behind a model, for its MLflow tags (aerodrome.train.lineage.airflow_origin reads them)
+RUN_CONTEXT_ENV = {
+    "AERODROME_DAG_ID": "{{ dag.dag_id }}",
+    "AERODROME_DAG_RUN_ID": "{{ run_id }}",
+    "AERODROME_TASK_TRY": "{{ ti.try_number }}",
+}
+
+
 def trainer_arguments(
     usecase: str, start: str, end: str, holdout_start: str = "", seed: Any = 42, flavor: str = "", params: Any = ""
 ) -> list[str]:
@@ -68,20 +76,21 @@ class LocalTrainingOperator(BaseOperator):
     Its output streams into the task log line by line; a non-zero exit fails the task with the code.
     """
 
-    template_fields: Sequence[str] = ("arguments",)
+    template_fields: Sequence[str] = ("arguments", "run_env")
     ui_color = "#e8daef"
 
     def __init__(self, *, arguments: list[str], module: str = TRAINER_MODULE, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.arguments = arguments
         self.module = module
+        self.run_env = dict(RUN_CONTEXT_ENV)
 
     def execute(self, context: Any) -> dict[str, Any]:
         command = [sys.executable, "-m", self.module, *self.arguments]
         self.log.info("Running %s", " ".join(command))
         lines: list[str] = []
         with subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy()
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ | self.run_env
         ) as proc:
             assert proc.stdout is not None
             for line in proc.stdout:

@@ -22,6 +22,17 @@ from aerodrome.train.inputs import TrainingError
 from aerodrome.usecase import UseCase
 
 CODE_VERSION_ENV = "AERODROME_CODE_VERSION"  # baked into images that carry no .git
+# set by the training operators (local subprocess or pod): the Airflow run that trained a model
+AIRFLOW_ORIGIN_ENV = {
+    "dag_id": "AERODROME_DAG_ID",
+    "run_id": "AERODROME_DAG_RUN_ID",
+    "try_number": "AERODROME_TASK_TRY",
+}
+
+
+def airflow_origin() -> dict[str, str]:
+    """The Airflow DAG run and try that started this training (empty when run by hand)."""
+    return {key: os.environ[env] for key, env in AIRFLOW_ORIGIN_ENV.items() if os.environ.get(env)}
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from aerodrome.settings import Settings
 from aerodrome.storage import Storage
 from aerodrome.train.evaluate import METRICS, Evaluation, evaluate, score
 from aerodrome.train.inputs import FeatureEncoding, TrainingError, check_no_leakage, leaky_columns, model_columns
-from aerodrome.train.lineage import code_version, data_fingerprint, training_days
+from aerodrome.train.lineage import airflow_origin, code_version, data_fingerprint, training_days
 from aerodrome.train.predictor import FitReport, Predictor
 from aerodrome.train.split import PARTS, TimeSplit, plan_split
 from aerodrome.train.tracking import RunRecord, log_candidate
@@ -298,6 +298,7 @@ def run_record(
         "aerodrome.device": report.device,
         "mlflow.note.content": _description(spec, split, holdout, report),
     }
+    tags |= {f"aerodrome.airflow.{key}": value for key, value in airflow_origin().items()}
     if version.startswith("git:"):
         tags["mlflow.source.git.commit"] = version.removeprefix("git:").removesuffix("-dirty")
     judged = spec.promotion.metric
@@ -307,6 +308,7 @@ def run_record(
         "flavor": flavor,
         "window": f"{split.start.isoformat()} .. {split.end.isoformat()}",
         "holdout_start": split.holdout_start.isoformat(),
+        **{f"airflow_{key}": value for key, value in airflow_origin().items() if key != "try_number"},
     }
     if judged in holdout.overall:
         version_tags[f"holdout_{judged}"] = f"{holdout.overall[judged]:.6f}"
