@@ -28,7 +28,7 @@ from aerodrome.settings import Settings
 from aerodrome.storage import LocalStorage
 from aerodrome.train import LeakageError, TrainingError, model_columns, plan_split, train_model
 from aerodrome.train.entrypoint import main
-from aerodrome.train.inputs import FeatureEncoding, leaky_columns
+from aerodrome.train.inputs import DeviceUnavailableError, FeatureEncoding, leaky_columns
 from aerodrome.train.run import fit
 from aerodrome.train.tracking import tracking_uri
 from aerodrome.usecase import UseCase, load_usecase
@@ -338,10 +338,21 @@ def test_asking_for_a_gpu_that_is_not_there_is_a_readable_error():
     if nvidia_gpu_present():
         pytest.skip("an NVIDIA GPU is visible here: there is no missing GPU to refuse")
     assert xgboost_device("auto") == "cpu" and torch_device("auto").type == "cpu"
-    with pytest.raises(TrainingError, match="--device cuda"):
+    with pytest.raises(DeviceUnavailableError, match="--device cuda"):
         xgboost_device("cuda")
-    with pytest.raises(TrainingError, match="--device cuda"):
+    with pytest.raises(DeviceUnavailableError, match="--device cuda"):
         torch_device("cuda")
+
+
+def test_a_missing_gpu_exits_1_so_airflow_retries_it(monkeypatch, capsys):
+    import aerodrome.train.entrypoint as entrypoint
+
+    def no_gpu_here(args):
+        raise DeviceUnavailableError("--device cuda: torch sees no CUDA device")
+
+    monkeypatch.setattr(entrypoint, "run", no_gpu_here)  # the device check itself is tested above
+    assert entrypoint.main(["--usecase=flight_delay", "--start=2013-01-01", "--end=2013-02-01"]) == 1
+    assert capsys.readouterr().err.strip().endswith("torch sees no CUDA device")
 
 
 def test_preflight_answers_without_training(lake, tmp_path, monkeypatch, capsys):

@@ -106,22 +106,70 @@ def test_trainer_exit_codes_decide_whether_airflow_retries():
     assert "killed by a signal" in str(trainer_failure(137, "trainer pod p", ""))
 
 
-def test_pod_reports_the_trainer_exit_code_and_last_lines():
-    from aerodrome_airflow.k8s import trainer_termination
+def ended_pod(code: int, reason: str = "Error", message: str = ""):
     from kubernetes.client import models as k8s
 
     _, pod = render()
+    terminated = k8s.V1ContainerStateTerminated(exit_code=code, reason=reason, message=message)
+    status = k8s.V1ContainerStatus(
+        name="base",
+        state=k8s.V1ContainerState(terminated=terminated),
+        ready=False,
+        restart_count=0,
+        image="i",
+        image_id="",
+    )
+    pod.metadata.name = "train-model-x"
+    pod.status = k8s.V1PodStatus(phase="Failed", container_statuses=[status])
+    return pod
+
+
+def test_pod_reports_the_trainer_exit_code_and_last_lines():
+    from aerodrome_airflow.k8s import trainer_termination
+
+    _, pod = render()
     assert pod.spec.containers[0].termination_message_policy == "FallbackToLogsOnError"
-    terminated = k8s.V1ContainerState(
-        terminated=k8s.V1ContainerStateTerminated(exit_code=3, message="error: bad window")
-    )
-    pod.status = k8s.V1PodStatus(
-        container_statuses=[
-            k8s.V1ContainerStatus(name="base", state=terminated, ready=False, restart_count=0, image="i", image_id="")
-        ]
-    )
-    assert trainer_termination(pod, "base") == (3, "error: bad window")
-    assert trainer_termination(pod, "sidecar") is None
+    assert trainer_termination(ended_pod(3, message="error: bad window"), "base") == (3, "Error", "error: bad window")
+    assert trainer_termination(ended_pod(3), "sidecar") is None
+
+
+def failing_cleanup(monkeypatch, error: Exception, pod):
+    """Run TrainingPodOperator.cleanup with the base operator's cleanup raising `error` (no cluster needed)."""
+    from aerodrome_airflow.k8s import TrainingPodOperator
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    def base_cleanup(self, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(KubernetesPodOperator, "cleanup", base_cleanup)
+    op, _ = render()
+    assert isinstance(op, TrainingPodOperator)
+    with pytest.raises(Exception) as raised:
+        op.cleanup(pod, pod)
+    return raised.value
+
+
+def test_cleanup_turns_a_failed_trainer_into_its_exit_code(monkeypatch):
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+    log = "\n".join(f"[train {i}s] progress" for i in range(60)) + "\nerror: cannot split the window"
+    bad_window = failing_cleanup(monkeypatch, AirflowException("Pod returned a failure"), ended_pod(3, message=log))
+    assert isinstance(bad_window, AirflowFailException)
+    assert "trainer pod train-model-x ended with exit code 3" in str(bad_window)
+    assert str(bad_window).count("progress") == 4 and "error: cannot split the window" in str(bad_window)
+
+    oom = failing_cleanup(monkeypatch, AirflowException("failed"), ended_pod(137, reason="OOMKilled"))
+    assert not isinstance(oom, AirflowFailException) and "(OOMKilled) ended with exit code 137" in str(oom)
+
+    original = AirflowException("Pod returned a failure: sidecar crashed")
+    assert failing_cleanup(monkeypatch, original, ended_pod(0, reason="Completed")) is original
+    skip = AirflowSkipException("exit code 99: skipping")
+    assert failing_cleanup(monkeypatch, skip, ended_pod(99)) is skip
+
+
+def test_a_bad_cluster_override_does_not_break_the_local_backend(monkeypatch):
+    monkeypatch.setenv("AERODROME_K8S_RESOURCES", "gpu=0")
+    assert TrainingBackend().resources(FLIGHTS.model.resources) == FLIGHTS.model.resources
 
 
 def test_pod_template_is_the_base_and_the_spec_resources_win(tmp_path):

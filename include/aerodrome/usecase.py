@@ -159,7 +159,8 @@ class Resources(_Strict):
     pod_template: str | None = Field(
         default=None,
         description="Pod template YAML (relative to the use-case folder) the training pod is built on, "
-        "e.g. a service account, priority class or volumes; the fields above override it",
+        "e.g. a service account, priority class or volumes; cpu/memory/gpu above replace the base "
+        "container's resources, a non-empty node_selector / tolerations replace the template's",
     )
 
 

@@ -188,10 +188,14 @@ def describe_candidate(spec) -> str:
         version = client.get_model_version_by_alias(spec.name, "candidate")
         run = client.get_run(version.run_id)
     metrics = run.data.metrics
-    main = [m for m in ("roc_auc", "pr_auc", "log_loss", "mae", "rmse") if m in metrics]
-    figures = ", ".join(f"{m} {metrics[m]:.3f}" for m in main)
+    headline = [m for m in ("roc_auc", "pr_auc", "log_loss", "mae", "rmse") if m in metrics]
+    figures = ", ".join(f"{m} {metrics[m]:.3f}" for m in headline)
     judged = spec.promotion.metric
-    slices = sorted((v, k) for k, v in metrics.items() if k.startswith("slice.") and k.endswith(f".{judged}"))
+    worse_is_higher = judged in ("log_loss", "mae", "rmse")
+    slices = sorted(
+        ((v, k) for k, v in metrics.items() if k.startswith("slice.") and k.endswith(f".{judged}")),
+        reverse=worse_is_higher,
+    )
     weakest = f"; weakest slice {slices[0][1][len('slice.') : -len(judged) - 1]} {slices[0][0]:.3f}" if slices else ""
     fingerprint = run.data.params.get("data_fingerprint", "?")[:12]
     return f"{spec.name} v{version.version} @candidate (holdout {figures}{weakest}; data {fingerprint}...)"

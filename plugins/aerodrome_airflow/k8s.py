@@ -108,15 +108,23 @@ class TrainingPodOperator(KubernetesPodOperator):
             raise
         except AirflowException as exc:
             ended = trainer_termination(remote_pod, self.base_container_name)
-            if ended is None:
+            if ended is None or ended[0] == 0:  # the trainer did not fail: the base operator's reason stands
                 raise
-            raise trainer_failure(ended[0], f"trainer pod {remote_pod.metadata.name}", ended[1]) from exc
+            code, reason, message = ended
+            where = f"trainer pod {remote_pod.metadata.name}" + (f" ({reason})" if reason and reason != "Error" else "")
+            raise trainer_failure(code, where, last_lines(message)) from exc
 
 
-def trainer_termination(pod: k8s.V1Pod | None, container_name: str) -> tuple[int, str] | None:
-    """(exit code, termination message) of the pod's terminated `container_name`; None while it has not ended."""
+def trainer_termination(pod: k8s.V1Pod | None, container_name: str) -> tuple[int, str, str] | None:
+    """(exit code, reason such as OOMKilled, termination message) of the pod's ended `container_name`."""
     statuses = (pod.status.container_statuses if pod is not None and pod.status else None) or []
     for status in statuses:
         if status.name == container_name and status.state and status.state.terminated:
-            return int(status.state.terminated.exit_code), status.state.terminated.message or ""
+            ended = status.state.terminated
+            return int(ended.exit_code), ended.reason or "", ended.message or ""
     return None
+
+
+def last_lines(text: str, count: int = 5) -> str:
+    """The end of a termination message (Kubernetes keeps up to 80 lines / 2 KB of the log)."""
+    return "\n".join(text.strip().splitlines()[-count:])

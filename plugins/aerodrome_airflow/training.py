@@ -133,10 +133,15 @@ class TrainingBackend:
         # local single-node cluster only: reach the project, venv and data on the host
         self.host_paths = [p for p in os.environ.get("AERODROME_K8S_HOST_PATHS", "").split(",") if p]
         self.host_network = _flag("AERODROME_K8S_HOST_NETWORK")
-        self.resource_override = _json_object("AERODROME_K8S_RESOURCES")
+        # read for the kubernetes backend only: a stale value must not break the local default
+        self.resource_override = _json_object("AERODROME_K8S_RESOURCES") if self.kind == "kubernetes" else {}
 
     def resources(self, declared: Resources) -> Resources:
-        """The spec's resources with the cluster's override on top (e.g. `{"gpu": 0}` on a CPU-only cluster)."""
+        """The spec's resources with the cluster's override on top.
+
+        E.g. `{"gpu": 0, "node_selector": {}}` on a CPU-only cluster (without the empty node selector the
+        pod would wait for the spec's GPU pool); fields not named keep the spec's values.
+        """
         if not self.resource_override:
             return declared
         try:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from aerodrome.errors import AerodromeError
 from aerodrome.train import exitcodes
-from aerodrome.train.inputs import TrainingError
+from aerodrome.train.inputs import DeviceUnavailableError, TrainingError
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         summary = run(args)
+    except DeviceUnavailableError as exc:  # a node without its GPU: another try may land elsewhere
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exitcodes.FAILED
     except AerodromeError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exitcodes.INPUT

@@ -17,5 +17,7 @@ NOT_RETRYABLE = frozenset({USAGE, INPUT})
 
 def describe(code: int) -> str:
     """`exit code 3 (the window, data or parameters cannot be trained on)`."""
+    if code == OK:
+        return "exit code 0 (success)"
     meaning = MEANING.get(code, "killed by a signal" if code > 128 or code < 0 else "training failed")
     return f"exit code {code} ({meaning})"

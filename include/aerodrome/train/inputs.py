@@ -27,6 +27,10 @@ class TrainingError(AerodromeError):
     """Training cannot go on: a bad window, an empty split part, an unknown parameter."""
 
 
+class DeviceUnavailableError(TrainingError):
+    """The requested accelerator is not visible here: often the node (driver, device plugin), so retryable."""
+
+
 class LeakageError(TrainingError):
     """A feature is only known after the prediction moment (or is the target itself)."""
 

@@ -1,6 +1,6 @@
 """`python -m aerodrome.train.preflight --usecase NAME`: can this host or pod train NAME? Answers in a second.
 
-Checks what a training pod gets wrong first, without importing the ML stack: the use-case spec loads,
+Checks what a training pod gets wrong first, without torch, xgboost, Feast or MLflow: the use-case spec loads,
 the data root holds validated partitions of the use case, MLflow has a tracking URI, a GPU device is
 visible (or not), and which code version would be recorded. Prints one JSON line; exits 3 when the use
 case cannot be trained here (the trainer's exit codes). The orchestration benchmark runs it as the

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from aerodrome.train.inputs import FeatureEncoding, TrainingError
+from aerodrome.train.inputs import DeviceUnavailableError, FeatureEncoding, TrainingError
 from aerodrome.train.predictor import FitReport, Predictor, cpu_threads
 
 MODEL_FILE = "model.pt"
@@ -45,7 +45,7 @@ LOSS_NAMES = {"classification": "log_loss", "regression": "rmse"}
 def torch_device(requested: str = "auto") -> torch.device:
     cuda = torch.cuda.is_available()
     if requested == "cuda" and not cuda:
-        raise TrainingError("--device cuda: torch sees no CUDA device (torch.cuda.is_available() is False)")
+        raise DeviceUnavailableError("--device cuda: torch sees no CUDA device (torch.cuda.is_available() is False)")
     return torch.device("cuda" if cuda and requested in ("auto", "cuda") else "cpu")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from aerodrome.train.inputs import UNKNOWN, FeatureEncoding, TrainingError
+from aerodrome.train.inputs import UNKNOWN, DeviceUnavailableError, FeatureEncoding, TrainingError
 from aerodrome.train.predictor import FitReport, Predictor, check_params, cpu_threads, nvidia_gpu_present
 
 MODEL_FILE = "model.ubj"
@@ -50,7 +50,9 @@ def xgboost_device(requested: str = "auto") -> str:
     """`cuda` when asked for or (auto) when this xgboost build has CUDA and a GPU is visible; else `cpu`."""
     cuda = bool(xgb.build_info().get("USE_CUDA")) and nvidia_gpu_present()
     if requested == "cuda" and not cuda:
-        raise TrainingError("--device cuda: no NVIDIA GPU is visible or this xgboost build has no CUDA support")
+        raise DeviceUnavailableError(
+            "--device cuda: no NVIDIA GPU is visible or this xgboost build has no CUDA support"
+        )
     return "cuda" if requested in ("cuda", "auto") and cuda else "cpu"
 
 
