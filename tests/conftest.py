@@ -84,3 +84,18 @@ def storage(tmp_path):
     from aerodrome.storage import LocalStorage
 
     return LocalStorage(tmp_path / "data")
+
+
+def publish_flights(storage, spec, first, last) -> None:
+    """Validated partitions of the local flight days `first`..`last`, as the validation gate publishes them."""
+    import pandas as pd
+    from aerodrome.ingest.partition import partition_key, write_partition
+    from aerodrome.landing.flights import load_flights
+    from aerodrome.schema import conform
+
+    flights = load_flights()
+    day = pd.to_datetime(dict(year=flights["year"], month=flights["month"], day=flights["day"])).dt.date
+    wanted = (day >= first) & (day <= last)
+    for when, frame in flights[wanted].groupby(day[wanted]):
+        key = partition_key("validated", spec.name, when.isoformat())
+        write_partition(storage, key, conform(frame, spec.columns, key), key)

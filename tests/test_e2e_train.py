@@ -9,16 +9,12 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from aerodrome.features import compute_features_range
-from aerodrome.ingest.partition import partition_key, write_partition
-from aerodrome.landing.flights import load_flights
-from aerodrome.schema import conform
 from aerodrome.settings import Settings
 from aerodrome.storage import open_storage
 from aerodrome.usecase import load_usecase
-from conftest import IN_CI, SESSION_DIR
+from conftest import IN_CI, SESSION_DIR, publish_flights
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST, LAST = date(2013, 4, 1), date(2013, 4, 30)
@@ -34,12 +30,7 @@ def april():
     settings = Settings.from_env()
     spec = load_usecase(settings.usecases_dir / "flight_delay")
     storage = open_storage(settings.data_root, settings)
-    flights = load_flights()
-    day = pd.to_datetime(dict(year=flights["year"], month=flights["month"], day=flights["day"])).dt.date
-    wanted = (day >= FIRST) & (day <= LAST)
-    for when, frame in flights[wanted].groupby(day[wanted]):
-        key = partition_key("validated", spec.name, when.isoformat())
-        write_partition(storage, key, conform(frame, spec.columns, key), key)
+    publish_flights(storage, spec, FIRST, LAST)
     compute_features_range(spec, storage, FIRST, LAST)
     return settings
 

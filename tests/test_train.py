@@ -21,7 +21,6 @@ from aerodrome.features.builders import builder_for
 from aerodrome.features.builders.base import EVENT_TIMESTAMP
 from aerodrome.features.offline import read_validated
 from aerodrome.ingest.partition import MANIFEST_FILE, partition_key, write_partition
-from aerodrome.landing.flights import load_flights
 from aerodrome.landing.synthetic import demand_for
 from aerodrome.schema import conform
 from aerodrome.settings import Settings
@@ -32,6 +31,7 @@ from aerodrome.train.inputs import DeviceUnavailableError, FeatureEncoding, leak
 from aerodrome.train.run import fit
 from aerodrome.train.tracking import tracking_uri
 from aerodrome.usecase import UseCase, load_usecase
+from conftest import publish_flights
 
 ROOT = Path(__file__).resolve().parents[1]
 FLIGHTS = load_usecase(ROOT / "include/usecases/flight_delay")
@@ -47,16 +47,6 @@ def days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def publish_flights(storage: LocalStorage, first: date, last: date) -> None:
-    """Validated partitions of the local flight days `first`..`last`, as the validation gate publishes them."""
-    flights = load_flights()
-    day = pd.to_datetime(dict(year=flights["year"], month=flights["month"], day=flights["day"])).dt.date
-    wanted = (day >= first) & (day <= last)
-    for when, frame in flights[wanted].groupby(day[wanted]):
-        key = partition_key("validated", FLIGHTS.name, when.isoformat())
-        write_partition(storage, key, conform(frame, FLIGHTS.columns, key), key)
-
-
 def settings_for(root: Path, mlflow_dir: Path) -> Settings:
     return Settings(
         data_root=str(root),
@@ -69,7 +59,7 @@ def settings_for(root: Path, mlflow_dir: Path) -> Settings:
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory) -> LocalStorage:
     storage = LocalStorage(tmp_path_factory.mktemp("train") / "data")
-    publish_flights(storage, FIRST, LAST)
+    publish_flights(storage, FLIGHTS, FIRST, LAST)
     compute_features_range(FLIGHTS, storage, FIRST, LAST)
     return storage
 

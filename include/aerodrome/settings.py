@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ONLINE_STORES = ("sqlite", "redis")
@@ -13,6 +15,29 @@ ONLINE_STORES = ("sqlite", "redis")
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
     return value or default
+
+
+def json_object(text: str | None, what: str) -> dict[str, Any]:
+    """A JSON object given as text (a setting or an option); empty, "None" or "null" mean none given."""
+    text = (text or "").strip()
+    if text in ("", "None", "null"):
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} is not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a JSON object of name -> value, not {type(value).__name__}: {text!r}")
+    return value
+
+
+def redacted_uri(uri: str) -> str:
+    """A URI without its password (database URIs may carry one)."""
+    if "@" not in uri or "://" not in uri:
+        return uri
+    scheme, rest = uri.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from aerodrome.settings import json_object
 from aerodrome.train import exitcodes
 from aerodrome.usecase import Resources, describe_validation_error
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from pydantic import ValidationError
 
 TRAINER_MODULE = "aerodrome.train.entrypoint"
@@ -52,8 +54,6 @@ def trainer_arguments(
 
 def trainer_failure(code: int, where: str, detail: str) -> Exception:
     """The task's exception for a trainer that exited with `code`: no retry where a retry cannot help."""
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException
-
     message = f"{where} ended with {exitcodes.describe(code)}"
     message += f": {detail.strip()}" if detail.strip() else ""
     if code in exitcodes.NOT_RETRYABLE:
@@ -105,17 +105,12 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
-def _json_object(name: str) -> dict[str, Any]:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return {}
+def _resource_override(raw: dict[str, Any]) -> dict[str, Any]:
+    """The fields of `AERODROME_K8S_RESOURCES`, checked against the spec's `model.resources` schema."""
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{name} is not valid JSON ({exc}): {raw!r}") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{name} must be a JSON object such as '{{\"gpu\": 0}}', got {raw!r}")
-    return value
+        return Resources.model_validate(raw).model_dump(exclude_unset=True) if raw else {}
+    except ValidationError as exc:
+        raise ValueError(f"AERODROME_K8S_RESOURCES: {describe_validation_error(exc)}") from None
 
 
 class TrainingBackend:
@@ -133,8 +128,9 @@ class TrainingBackend:
         # local single-node cluster only: reach the project, venv and data on the host
         self.host_paths = [p for p in os.environ.get("AERODROME_K8S_HOST_PATHS", "").split(",") if p]
         self.host_network = _flag("AERODROME_K8S_HOST_NETWORK")
-        # read for the kubernetes backend only: a stale value must not break the local default
-        self.resource_override = _json_object("AERODROME_K8S_RESOURCES") if self.kind == "kubernetes" else {}
+        # read (and checked) once, for the kubernetes backend only: a stale value must not break the local default
+        override = os.environ.get("AERODROME_K8S_RESOURCES") if self.kind == "kubernetes" else None
+        self.resource_override = _resource_override(json_object(override, "AERODROME_K8S_RESOURCES"))
 
     def resources(self, declared: Resources) -> Resources:
         """The spec's resources with the cluster's override on top.
@@ -142,13 +138,7 @@ class TrainingBackend:
         E.g. `{"gpu": 0, "node_selector": {}}` on a CPU-only cluster (without the empty node selector the
         pod would wait for the spec's GPU pool); fields not named keep the spec's values.
         """
-        if not self.resource_override:
-            return declared
-        try:
-            override = Resources.model_validate(self.resource_override)
-        except ValidationError as exc:
-            raise ValueError(f"AERODROME_K8S_RESOURCES: {describe_validation_error(exc)}") from None
-        return declared.model_copy(update=override.model_dump(exclude_unset=True))
+        return declared.model_copy(update=self.resource_override) if self.resource_override else declared
 
     def operator(self, task_id: str, resources, arguments: list[str], **kwargs: Any) -> BaseOperator:
         if self.kind == "local":

@@ -24,6 +24,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from aerodrome.errors import AerodromeError
+from aerodrome.settings import json_object, redacted_uri
 from aerodrome.train import exitcodes
 from aerodrome.train.inputs import DeviceUnavailableError, TrainingError
 
@@ -62,15 +63,10 @@ def moment(text: str, clock) -> datetime:
 
 
 def hyper_parameters(text: str) -> dict:
-    if not text.strip() or text.strip() in ("None", "null"):
-        return {}
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TrainingError(f"--params is not valid JSON ({exc}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise TrainingError(f"--params must be a JSON object of name -> value, not {type(value).__name__}")
-    return value
+        return json_object(text, "--params")
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -90,7 +86,7 @@ def run(args: argparse.Namespace) -> dict:
     clock = builder_for(spec).clock
     progress(
         f"use case {spec.name}: {args.flavor or spec.model.flavor}, window {args.start} .. {args.end} "
-        f"({clock.tz.key}), seed {args.seed}; MLflow at {_redacted(settings.tracking_uri)}"
+        f"({clock.tz.key}), seed {args.seed}; MLflow at {redacted_uri(settings.tracking_uri)}"
     )
     result = train_model(
         spec,
@@ -107,15 +103,6 @@ def run(args: argparse.Namespace) -> dict:
         progress=progress,
     )
     return result.summary()
-
-
-def _redacted(uri: str) -> str:
-    """A URI without its password (database URIs may carry one)."""
-    if "@" not in uri or "://" not in uri:
-        return uri
-    scheme, rest = uri.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
 def main(argv: list[str] | None = None) -> int:

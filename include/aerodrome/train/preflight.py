@@ -20,9 +20,8 @@ from aerodrome.train import exitcodes
 
 
 def preflight(usecase: str) -> dict:
-    from aerodrome.settings import Settings
+    from aerodrome.settings import Settings, redacted_uri
     from aerodrome.storage import open_storage
-    from aerodrome.train.entrypoint import _redacted
     from aerodrome.train.lineage import code_version
     from aerodrome.usecase import load_usecase
 
@@ -36,7 +35,7 @@ def preflight(usecase: str) -> dict:
         "validated_partitions": len(partitions),
         "first": partitions[0],
         "last": partitions[-1],
-        "tracking_uri": _redacted(settings.tracking_uri),
+        "tracking_uri": redacted_uri(settings.tracking_uri),
         "gpu_devices": len(glob.glob("/dev/nvidia[0-9]*")),
         "python": platform.python_version(),
         "host": platform.node(),

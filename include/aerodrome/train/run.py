@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from importlib import import_module
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -62,15 +64,19 @@ def model_params(spec: UseCase, flavor: str, overrides: dict[str, Any] | None) -
     return {**base, **(overrides or {})}
 
 
+FLAVOR_MODULES = {"xgboost": "aerodrome.train.xgb", "pytorch": "aerodrome.train.torch_mlp"}
+
+
+def flavor_module(flavor: str) -> ModuleType:
+    """The module of one flavor (`resolve_params`, `fit`); its library is imported only here."""
+    if flavor not in FLAVOR_MODULES:
+        raise TrainingError(f"unknown model flavor {flavor!r} (use {' or '.join(FLAVOR_MODULES)})")
+    return import_module(FLAVOR_MODULES[flavor])
+
+
 def check_flavor_params(flavor: str, params: dict[str, Any]) -> None:
     """Refuse an unknown flavor or parameter before any data is read (imports the flavor's library)."""
-    if flavor == "xgboost":
-        from aerodrome.train.xgb import resolve_params
-    elif flavor == "pytorch":
-        from aerodrome.train.torch_mlp import resolve_params
-    else:
-        raise TrainingError(f"unknown model flavor {flavor!r} (use xgboost or pytorch)")
-    resolve_params(params)
+    flavor_module(flavor).resolve_params(params)
 
 
 def fit(
@@ -85,15 +91,7 @@ def fit(
     progress: Progress | None = None,
 ) -> tuple[Predictor, FitReport]:
     """Fit one flavor (its library is imported only here)."""
-    if flavor == "xgboost":
-        from aerodrome.train.xgb import train_xgboost
-
-        return train_xgboost(task, encoding, train, validation, params, seed, device, progress)
-    if flavor == "pytorch":
-        from aerodrome.train.torch_mlp import train_mlp
-
-        return train_mlp(task, encoding, train, validation, params, seed, device, progress)
-    raise TrainingError(f"unknown model flavor {flavor!r} (use xgboost or pytorch)")
+    return flavor_module(flavor).fit(task, encoding, train, validation, params, seed, device, progress)
 
 
 def _check_parts(task: str, split: TimeSplit, labels: dict[str, np.ndarray]) -> None:

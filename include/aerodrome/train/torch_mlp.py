@@ -275,3 +275,6 @@ def train_mlp(
         seconds=time.perf_counter() - started,
     )
     return MLPPredictor(task, encoding, module, scaling, architecture, target), report
+
+
+fit = train_mlp  # the flavor interface of aerodrome.train.run.fit

@@ -182,3 +182,6 @@ class _Progress(xgb.callback.TrainingCallback):
             loss = evals_log["validation"][self.metric][-1]
             self.progress(f"xgboost round {epoch + 1}: validation {self.metric} {loss:.5f}")
         return False
+
+
+fit = train_xgboost  # the flavor interface of aerodrome.train.run.fit
