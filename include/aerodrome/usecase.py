@@ -175,6 +175,16 @@ class ModelSpec(_Strict):
         default=None,
         description="Training-set columns fed as categories (default: the string entity keys)",
     )
+    window_days: int = Field(
+        default=28, ge=1, description="Sliding training window: the days up to the end of the week trained on"
+    )
+    min_week_days: int = Field(
+        default=5,
+        ge=1,
+        le=7,
+        description="Featured days a week needs before it is trained on when some of its days are "
+        "quarantined or outside the schedule (a complete week always trains)",
+    )
     leaky_columns: list[str] = Field(
         default_factory=list,
         description="Source columns known only after the prediction moment; training refuses a feature "

@@ -22,5 +22,10 @@ def features_asset(usecase: str) -> Asset:
 
 
 def retrain_asset(usecase: str) -> Asset:
-    """Set by the drift check when drift exceeds the policy; schedules the training DAG."""
+    """Train on the week in the partition key now: set by the sweep (a week that cannot complete) or drift."""
     return _zone_asset("retrain_requested", usecase)
+
+
+def candidate_asset(usecase: str) -> Asset:
+    """A training run registered a new MLflow version (alias `candidate`); the event carries the version."""
+    return _zone_asset("candidate", usecase)

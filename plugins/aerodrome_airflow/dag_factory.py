@@ -7,29 +7,49 @@ from pathlib import Path
 
 from aerodrome.settings import Settings
 from aerodrome.usecase import UseCase, discover_usecases
-from airflow.sdk import DAG, AssetOrTimeSchedule, CronDataIntervalTimetable, CronTriggerTimetable, Param
+from airflow.sdk import (
+    DAG,
+    CronPartitionTimetable,
+    CronTriggerTimetable,
+    IdentityMapper,
+    Param,
+    PartitionedAssetTimetable,
+    RollupMapper,
+    StartOfWeekMapper,
+    WaitForAll,
+    WeekWindow,
+)
 
-from aerodrome_airflow.assets import features_asset, raw_asset, retrain_asset, validated_asset
+from aerodrome_airflow.assets import candidate_asset, features_asset, raw_asset, retrain_asset, validated_asset
+from aerodrome_airflow.candidates import AnnounceCandidateOperator, PlanTrainingWindowOperator
 from aerodrome_airflow.operators import (
+    AnnouncePartitionsOperator,
     CheckFeatureFreshnessOperator,
     ComputeFeaturesOperator,
     IngestPartitionOperator,
     MaterializeFeaturesOperator,
+    SweepPartitionsOperator,
     ValidatePartitionOperator,
 )
+
+DAY_KEY = "%Y-%m-%d"  # one partition = one day; aerodrome.partitions.DAY_FORMAT
 
 INGEST_DOC = """
 ### Ingest `{name}`
 
 {description}
 
-Reads one data interval from the source (`{source_kind}`: `{source_where}`) and writes it as a single
-Parquet partition `raw/{name}/date=YYYY-MM-DD/` under the data root, with a manifest (rows, sha256,
-source). Re-running an interval **replaces** its partition: same result, never duplicates.
-Emits the asset `raw/{name}`, which the validation DAG is scheduled on.
+One run = one day = one **partition** (the run's partition key, `YYYY-MM-DD`). Reads that day from the
+source (`{source_kind}`: `{source_where}`) and writes it as a single Parquet partition
+`raw/{name}/date=YYYY-MM-DD/` under the data root, with a manifest (rows, sha256, source). Re-running a
+day **replaces** its partition: same result, never duplicates. Emits `raw/{name}` for that partition
+key; the validation DAG runs once per key.
 
-* Owner: `{owner}` · schedule `{schedule}` from {start} (catchup: {catchup})
-* Trigger with **replay_drop** to let the demo feed (`{replay}`) drop the interval's file first.
+* Owner: `{owner}` · one partition per day from {start} to {end} at `{cron}` UTC after the day ends
+  (catch-up: {catchup})
+* Manual run: pick the day in **ds** (that day is ingested), or `POST /api/v2/dags/ingest_{name}/dagRuns`
+  with `{{"partition_key": "YYYY-MM-DD", "logical_date": null}}`. Manual runs never block catch-up.
+* **replay_drop** lets the demo feed (`{replay}`) drop the day's file first.
 * Spec: `include/usecases/{name}/usecase.yaml`
 """
 
@@ -42,9 +62,20 @@ def default_args(spec: UseCase) -> dict:
     return {"owner": spec.owner, "retries": 2, "retry_delay": timedelta(minutes=5)}
 
 
+def _ds_param() -> Param:
+    return Param(
+        None,
+        type=["null", "string"],
+        format="date",
+        title="Partition (day)",
+        description="The day this manual run works on. Leave empty when the run has a partition key.",
+    )
+
+
 def build_ingest_dag(spec: UseCase) -> DAG:
     source = spec.source
     where = getattr(source, "path", None) or getattr(source, "table", "")
+    last = spec.schedule.end_date
     with DAG(
         dag_id=f"ingest_{spec.name}",
         description=f"Ingest {spec.name} into raw/{spec.name}, one partition per interval",
@@ -54,33 +85,33 @@ def build_ingest_dag(spec: UseCase) -> DAG:
             source_kind=source.kind,
             source_where=where,
             owner=spec.owner,
-            # explicit data intervals: Airflow 3's cron default has zero-length intervals
-            schedule=CronDataIntervalTimetable(spec.schedule.ingest, timezone="UTC"),
+            cron=spec.schedule.ingest,
             start=spec.schedule.start_date,
+            end=last or "open-ended",
             catchup=spec.schedule.catchup,
             replay=getattr(source, "replay", None) or "none",
         ),
-        # explicit data intervals: Airflow 3's cron default has zero-length intervals
-        schedule=CronDataIntervalTimetable(spec.schedule.ingest, timezone="UTC"),
-        start_date=_utc(spec.schedule.start_date),
-        end_date=_utc(spec.schedule.end_date) if spec.schedule.end_date else None,
+        # the run at midnight after a day ingests that day (run_offset=-1): its key is the day, not the next
+        schedule=CronPartitionTimetable(spec.schedule.ingest, timezone="UTC", run_offset=-1, key_format=DAY_KEY),
+        start_date=_utc(spec.schedule.start_date) + timedelta(days=1),
+        end_date=_utc(last) + timedelta(days=1) if last else None,
         catchup=spec.schedule.catchup,
         max_active_runs=4,
         default_args=default_args(spec),
         tags=["aerodrome", "ingest", spec.name, *spec.tags],
         params={
+            "ds": _ds_param(),
             "replay_drop": Param(
                 False,
                 type="boolean",
                 title="Replay demo drop",
-                description="Drop the interval's file from the demo feed into the landing zone first.",
-            )
+                description="Drop the day's file from the demo feed into the landing zone first.",
+            ),
         },
     ) as dag:
         IngestPartitionOperator(
             task_id="ingest_partition",
             usecase=spec.name,
-            replay_drop="{{ params.replay_drop }}",
             outlets=[raw_asset(spec.name)],
             pool="ingestion",
             doc_md="Read the interval from the source, conform types, replace the raw partition.",
@@ -92,8 +123,10 @@ VALIDATE_DOC = """
 ### Validate `{name}`
 
 Runs the use case's Great Expectations suite ({count} expectations from the spec, plus schema and
-type checks) on each new raw partition. Scheduled on the asset `raw/{name}`; trigger by hand with
-**ds** to (re)validate one day, and **release** to re-check a fixed partition from quarantine.
+type checks) on one raw partition per run: each `raw/{name}` event starts one run keyed by its day
+(partitioned asset, identity mapping), so a failed day fails only its own run. By hand: pick the day in
+**ds** (or the REST API's `partition_key`); tick **release** to re-check a fixed partition in quarantine
+and, if it passes, publish it and send it on to features.
 
 * **Pass** -> copied to `validated/{name}/date=YYYY-MM-DD/`, asset `validated/{name}` emitted.
 * **Fail** -> moved to `quarantine/{name}/date=YYYY-MM-DD/` with `validation_result.json` and
@@ -104,29 +137,13 @@ type checks) on each new raw partition. Scheduled on the asset `raw/{name}`; tri
 FEATURES_DOC = """
 ### Features `{name}`
 
-On each validated partition: compute the point-in-time correct feature rows ({views}) into the
-offline store (`features/{name}/<view>/date=YYYY-MM-DD/`), apply the Feast definitions (only when
-they changed; the incremental watermark is preserved), `materialize_incremental` into the online
-store (SQLite or Redis, by `AERODROME_ONLINE_STORE`), then check freshness. Re-running a day gives
-the same rows. Emits `features/{name}`.
+One run per validated partition (keyed by its day): compute the point-in-time correct feature rows
+({views}) into the offline store (`features/{name}/<view>/date=YYYY-MM-DD/`), apply the Feast
+definitions (only when they changed; the incremental watermark is preserved), `materialize_incremental`
+into the online store (SQLite or Redis, by `AERODROME_ONLINE_STORE`), then check freshness and record
+the day as featured. Re-running a day gives the same rows. Emits `features/{name}` for the day; a week
+of featured days starts one training run.
 """
-
-
-def _ds_params(release: bool = False) -> dict[str, Param]:
-    params = {
-        "ds": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            title="Partition date",
-            description="YYYY-MM-DD; empty = the days named by the triggering asset events.",
-        )
-    }
-    if release:
-        params["release"] = Param(
-            False, type="boolean", title="Release from quarantine", description="Re-check a fixed partition."
-        )
-    return params
 
 
 def build_validate_dag(spec: UseCase) -> DAG:
@@ -134,21 +151,23 @@ def build_validate_dag(spec: UseCase) -> DAG:
         dag_id=f"validate_{spec.name}",
         description=f"Great Expectations gate: raw/{spec.name} -> validated/ or quarantine/",
         doc_md=VALIDATE_DOC.format(name=spec.name, count=len(spec.expectations)),
-        schedule=[raw_asset(spec.name)],
+        schedule=PartitionedAssetTimetable(assets=raw_asset(spec.name), default_partition_mapper=IdentityMapper()),
         start_date=_utc(spec.schedule.start_date),
         catchup=False,
-        max_active_runs=1,
+        max_active_runs=4,  # one partition per run: days are independent
         default_args=default_args(spec),
         tags=["aerodrome", "validate", spec.name, *spec.tags],
-        params=_ds_params(release=True),
+        params={
+            "ds": _ds_param(),
+            "release": Param(
+                False,
+                type="boolean",
+                title="Release from quarantine",
+                description="Re-check the day's fixed partition in quarantine; publish it if it passes.",
+            ),
+        },
     ) as dag:
-        ValidatePartitionOperator(
-            task_id="validate_partition",
-            usecase=spec.name,
-            ds="{{ params.ds }}",
-            release="{{ params.release }}",
-            outlets=[validated_asset(spec.name)],
-        )
+        ValidatePartitionOperator(task_id="validate_partition", usecase=spec.name, outlets=[validated_asset(spec.name)])
     return dag
 
 
@@ -158,25 +177,26 @@ def build_features_dag(spec: UseCase) -> DAG:
         dag_id=f"features_{spec.name}",
         description=f"Feast features of {spec.name}: offline store, materialize online, freshness",
         doc_md=FEATURES_DOC.format(name=spec.name, views=views),
-        schedule=[validated_asset(spec.name)],
+        schedule=PartitionedAssetTimetable(
+            assets=validated_asset(spec.name), default_partition_mapper=IdentityMapper()
+        ),
         start_date=_utc(spec.schedule.start_date),
         catchup=False,
         max_active_runs=1,  # materializations must happen in order
         default_args=default_args(spec),
         tags=["aerodrome", "features", spec.name, *spec.tags],
         params={
-            **_ds_params(),
+            "ds": _ds_param(),
             "strict_freshness": Param(False, type="boolean", title="Fail on stale feature views"),
         },
     ) as dag:
-        compute = ComputeFeaturesOperator(task_id="compute_features", usecase=spec.name, ds="{{ params.ds }}")
+        compute = ComputeFeaturesOperator(task_id="compute_features", usecase=spec.name)
         horizon = "{{ ti.xcom_pull(task_ids='compute_features')['horizon'] }}"
         publish = MaterializeFeaturesOperator(task_id="materialize_online", usecase=spec.name, end=horizon)
         fresh = CheckFeatureFreshnessOperator(
             task_id="check_freshness",
             usecase=spec.name,
             now=horizon,
-            strict="{{ params.strict_freshness }}",
             outlets=[features_asset(spec.name)],
         )
         compute >> publish >> fresh
@@ -186,14 +206,23 @@ def build_features_dag(spec: UseCase) -> DAG:
 TRAIN_DOC = """
 ### Train `{name}`
 
-Builds the training set with the Feast point-in-time join over the window, splits by time
-(train / validation / recent holdout), trains **{flavor}** with early stopping, evaluates overall and
-per slice ({slices}), logs everything to MLflow (params, metrics, data fingerprint, features, code
-version, signature) and registers a new version with alias `candidate`.
+A **rollup**: once every day of a week is featured (`features/{name}` events, `WeekWindow`, wait for
+all 7), one run starts keyed by that week (`2013-01-07 (W02)`) and trains on the sliding window of
+`model.window_days` = {window_days} days that ends with the week. A week that can never complete (a
+quarantined day, the schedule's first or last week) is closed by `reconcile_{name}` with a
+`retrain_requested/{name}` event for the week once at least `model.min_week_days` = {min_days} of its
+days are featured; drift requests use the same asset.
+
+Builds the training set with the Feast point-in-time join, splits by time (train / validation / recent
+holdout), trains **{flavor}** with early stopping, evaluates overall and per slice ({slices}), logs to
+MLflow (params, metrics, data fingerprint, features, code version, signature, the Airflow run) and
+registers a version with alias `candidate`, then announces it on `candidate/{name}` (the event carries
+the version; promotion is scheduled on it).
 
 Backend by settings, never by DAG code: `AERODROME_TRAIN_BACKEND={backend}` (`local` = the same
 entrypoint as a subprocess; `kubernetes` = a pod with {gpu} GPU(s), node selector and tolerations from
-the spec). Runs weekly, on the asset `retrain_requested/{name}`, or by hand with the form below.
+the spec). A manual run (form below, no partition key) trains on the window that ends with the newest
+featured day unless **end** says otherwise.
 """
 
 
@@ -201,49 +230,109 @@ def build_train_dag(spec: UseCase) -> DAG:
     from aerodrome_airflow.training import TrainingBackend, trainer_arguments
 
     backend = TrainingBackend()
-    start = spec.schedule.start_date
-    window_end = (spec.schedule.end_date or start) + timedelta(days=1)  # exclusive: the last day included
+    featured, retrain = features_asset(spec.name), retrain_asset(spec.name)
+    weekly = RollupMapper(
+        upstream_mapper=StartOfWeekMapper(input_format=DAY_KEY), window=WeekWindow(), wait_policy=WaitForAll()
+    )
+    plan = "ti.xcom_pull(task_ids='plan_window')"
     with DAG(
         dag_id=f"train_{spec.name}",
-        description=f"Train {spec.name} ({spec.model.flavor}) and register an MLflow candidate",
+        description=f"Train {spec.name} ({spec.model.flavor}) on each week's sliding window; announce the candidate",
         doc_md=TRAIN_DOC.format(
             name=spec.name,
             flavor=spec.model.flavor,
             slices=", ".join(spec.model.slices) or "none",
             backend=backend.kind,
             gpu=backend.resources(spec.model.resources).gpu,
+            window_days=spec.model.window_days,
+            min_days=spec.model.min_week_days,
         ),
-        schedule=AssetOrTimeSchedule(
-            timetable=CronTriggerTimetable("@weekly", timezone="UTC"), assets=[retrain_asset(spec.name)]
+        schedule=PartitionedAssetTimetable(
+            assets=featured | retrain,
+            partition_mapper_config={featured: weekly, retrain: IdentityMapper()},
         ),
-        start_date=_utc(start),
+        start_date=_utc(spec.schedule.start_date),
         catchup=False,
         max_active_runs=1,
         default_args=default_args(spec),
         tags=["aerodrome", "train", spec.name, *spec.tags],
         params={
-            "start": Param(str(start), type="string", format="date", title="Training window start"),
-            "end": Param(str(window_end), type="string", format="date", title="Window end (exclusive)"),
+            "start": Param(None, type=["null", "string"], format="date", title="Window start (default: end - window)"),
+            "end": Param(
+                None, type=["null", "string"], format="date", title="Window end, exclusive (default: newest day + 1)"
+            ),
+            "window_days": Param(
+                spec.model.window_days, type="integer", minimum=1, title="Sliding window length (days)"
+            ),
             "holdout_start": Param(None, type=["null", "string"], title="Holdout from (default: last 25 %)"),
             "flavor": Param(spec.model.flavor, enum=["xgboost", "pytorch"], title="Model flavor"),
             "params": Param({}, type="object", title="Hyper-parameters (override the spec)"),
             "seed": Param(42, type="integer", title="Random seed"),
         },
     ) as dag:
-        backend.operator(
+        window = PlanTrainingWindowOperator(task_id="plan_window", usecase=spec.name)
+        train = backend.operator(
             "train_model",
             spec.model.resources,
             trainer_arguments(
                 spec.name,
-                "{{ params.start }}",
-                "{{ params.end }}",
-                "{{ params.holdout_start or '' }}",
+                f"{{{{ {plan}['start'] }}}}",
+                f"{{{{ {plan}['end'] }}}}",
+                f"{{{{ {plan}['holdout_start'] }}}}",
                 "{{ params.seed }}",
                 "{{ params.flavor }}",
                 "{{ params.params | tojson }}",
             ),
             pool="training",
         )
+        announce = AnnounceCandidateOperator(
+            task_id="announce_candidate", usecase=spec.name, outlets=[candidate_asset(spec.name)]
+        )
+        window >> train >> announce
+    return dag
+
+
+RECONCILE_DOC = """
+### Reconcile `{name}`
+
+A sweep that compares the zones of `{name}`: raw partitions neither validated nor quarantined, and
+validated partitions whose features were never recorded, are re-announced (`raw/{name}` /
+`validated/{name}` events keyed by their day), so a lost asset event, a crash or a restart never
+leaves a day behind. A partition is re-announced only when the previous sweep saw it behind too
+(one sweep of grace, so work in flight is not done twice); tick **immediate** to skip the grace.
+
+It also closes weeks the training rollup will never see complete (a quarantined day, the schedule's
+first or last week): when every day is settled and at least {min_days} are featured, one
+`retrain_requested/{name}` event for the week starts one training run (once per week).
+"""
+
+
+def build_reconcile_dag(spec: UseCase) -> DAG:
+    with DAG(
+        dag_id=f"reconcile_{spec.name}",
+        description=f"Sweep: finish {spec.name} partitions left behind between zones, close incomplete weeks",
+        doc_md=RECONCILE_DOC.format(name=spec.name, min_days=spec.model.min_week_days),
+        schedule=CronTriggerTimetable("*/30 * * * *", timezone="UTC"),
+        start_date=_utc(spec.schedule.start_date),
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(spec),
+        tags=["aerodrome", "reconcile", spec.name, *spec.tags],
+        params={
+            "immediate": Param(False, type="boolean", title="Re-announce what is behind now (no grace)"),
+        },
+    ) as dag:
+        sweep = SweepPartitionsOperator(task_id="sweep", usecase=spec.name)
+        for task_id, field, asset, reason in (
+            ("revalidate", "unvalidated", raw_asset(spec.name), "never validated"),
+            ("refeature", "unfeatured", validated_asset(spec.name), "features never recorded"),
+            ("close_weeks", "weeks", retrain_asset(spec.name), "week closed incomplete"),
+        ):
+            if field != "unvalidated" and not spec.features:
+                continue
+            sweep >> AnnouncePartitionsOperator(
+                task_id=task_id, sweep_task="sweep", field=field, reason=reason, outlets=[asset]
+            )
     return dag
 
 
@@ -254,4 +343,5 @@ def build_usecase_dags(usecases_dir: Path | None = None) -> dict[str, DAG]:
     dags += [build_validate_dag(spec) for spec in specs if spec.expectations]
     dags += [build_features_dag(spec) for spec in specs if spec.features]
     dags += [build_train_dag(spec) for spec in specs if spec.features]
+    dags += [build_reconcile_dag(spec) for spec in specs if spec.expectations]
     return {dag.dag_id: dag for dag in dags}

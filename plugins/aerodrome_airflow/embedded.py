@@ -32,7 +32,8 @@ def embedded_environ(home: Path | None = None, root: Path = PROJECT_ROOT) -> dic
         "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # LocalExecutor whose workers have pandas/GX/Feast imported already (aerodrome_airflow.executor)
+        "AIRFLOW__CORE__EXECUTOR": "aerodrome_airflow.executor.WarmLocalExecutor",
         # 32 idle workers by default; 2 cores do not need more than a handful
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",

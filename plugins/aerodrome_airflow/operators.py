@@ -6,9 +6,12 @@ import contextlib
 import io
 from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator
+
+from aerodrome_airflow.logs import quiet_third_party_loggers
 
 
 def _spec_and_storage(usecase: str):
@@ -16,45 +19,66 @@ def _spec_and_storage(usecase: str):
     from aerodrome.storage import open_storage
     from aerodrome.usecase import load_usecase
 
+    quiet_third_party_loggers()
     settings = Settings.from_env()
     return settings, load_usecase(settings.usecases_dir / usecase), open_storage(settings.data_root, settings)
 
 
-def interval_days(context: Any, requested: str | None) -> list[str]:
-    """The partitions (YYYY-MM-DD) a run works on: the `ds` param, else the triggering asset events."""
-    if requested and str(requested).strip() not in ("", "None"):
-        return [str(requested).strip()]
-    days = {
-        event.extra["ds"]
-        for events in (context.get("triggering_asset_events") or {}).values()
-        for event in events
-        if event.extra and "ds" in event.extra
-    }
-    if not days:
-        raise ValueError("no partition to work on: trigger with the 'ds' param (YYYY-MM-DD) or from an asset event")
-    return sorted(days)
+def _fail(message: str) -> Exception:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(message)
 
 
-def _emit(context: Any, outlets: list, days: list[str], **extra: Any) -> None:
+def partition_day(context: Any, spec) -> str:
+    """The day (YYYY-MM-DD) a run works on: its partition key, else the trigger form's `ds`.
+
+    A key that is not a day of the schedule, or a form date that contradicts the key, fails at once
+    (no retry can fix it).
+    """
+    from aerodrome.partitions import PartitionKeyError, parse_day
+
+    key = context.get("partition_key") or getattr(context.get("dag_run"), "partition_key", None)
+    requested = (context.get("params") or {}).get("ds") or None
+    if key and requested and str(requested) != str(key):
+        raise _fail(f"the form's ds={requested} contradicts the run's partition key {key!r}: leave ds empty")
+    if not (key or requested):
+        raise _fail(
+            "no partition to work on: pick the day in the form's 'ds' field, or trigger through the REST "
+            "API with partition_key=YYYY-MM-DD"
+        )
+    try:
+        return parse_day(key or requested, spec).isoformat()
+    except PartitionKeyError as exc:
+        raise _fail(str(exc)) from None
+
+
+def announce(context: Any, outlets: list, keys: str | list[str], **extra: Any) -> None:
+    """One asset event per partition key on each outlet, so each downstream partitioned run gets its day."""
+    keys = [keys] if isinstance(keys, str) else list(keys)
     for outlet in outlets:
-        # one event per partition, so downstream asset-scheduled runs know which days changed
-        context["outlet_events"][outlet].extra = {"ds": days[-1], "days": days, **extra}
+        event = context["outlet_events"][outlet]
+        event.add_partitions(keys)
+        event.extra = {"ds": keys[-1], **extra} if len(keys) == 1 else {"partitions": keys, **extra}
+
+
+def _param(context: Any, name: str, default: Any = None) -> Any:
+    return (context.get("params") or {}).get(name, default)
 
 
 class IngestPartitionOperator(BaseOperator):
-    """Ingest the data interval of `usecase` into its raw partition and report it on the raw asset.
+    """Ingest one day of `usecase` (the run's partition) into its raw partition and announce it.
 
-    With `replay_drop` the use case's demo feed first drops the interval's file into the landing
+    With the form's `replay_drop` the use case's demo feed first drops the day's file into the landing
     zone (for demos and manual runs on the embedded default).
     """
 
-    template_fields: Sequence[str] = ("usecase", "replay_drop")
+    template_fields: Sequence[str] = ("usecase",)
     ui_color = "#d6eaf8"
 
-    def __init__(self, *, usecase: str, replay_drop: bool | str = False, **kwargs: Any) -> None:
+    def __init__(self, *, usecase: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.usecase = usecase
-        self.replay_drop = replay_drop
 
     def execute(self, context: Any) -> dict[str, Any]:
         from aerodrome.ingest import ingest_interval
@@ -63,10 +87,11 @@ class IngestPartitionOperator(BaseOperator):
         from aerodrome.usecase import PostgresSource
 
         _, spec, storage = _spec_and_storage(self.usecase)
-        start, end = context["data_interval_start"], context["data_interval_end"]
-        if str(self.replay_drop).lower() in ("true", "1") and spec.source.kind == "file_drop":
+        day = datetime.fromisoformat(partition_day(context, spec)).replace(tzinfo=UTC)
+        start, end = day, day + timedelta(days=1)
+        if _param(context, "replay_drop", False) and spec.source.kind == "file_drop":
             if not spec.source.replay:
-                raise ValueError(f"use case {spec.name!r} has no demo feed (source.replay) to drop from")
+                raise _fail(f"use case {spec.name!r} has no demo feed (source.replay) to drop from")
             drop = feed_for(spec.source.replay)(landing_storage(spec, storage), spec.source, [start.date()])[0]
             self.log.info("Replayed demo drop %s (%d rows)", drop.uri, drop.rows)
         dsn = None
@@ -78,63 +103,65 @@ class IngestPartitionOperator(BaseOperator):
         self.log.info(
             "Wrote %d rows for %s to %s (from %s)", result.rows, result.ds, result.partition_uri, result.source
         )
-        _emit(context, self.outlets, [result.ds], rows=result.rows, uri=result.partition_uri)
+        announce(context, self.outlets, result.ds, rows=result.rows, uri=result.partition_uri)
         return asdict(result)
 
 
 class ValidatePartitionOperator(BaseOperator):
-    """Run the use case's Great Expectations suite on raw partitions: pass -> validated/, fail -> quarantine/.
+    """Run the use case's Great Expectations suite on the run's raw partition: pass -> validated/, fail -> quarantine/.
 
-    A failed suite fails the task without retries (AirflowFailException: retrying cannot change the data); the log shows
-    which expectation, column, how many rows and example values, and where the result and Data Docs are.
+    A failed suite fails the task without retries (AirflowFailException: retrying cannot change the data); the
+    first line says which expectation, column, how many rows and example values, and where the evidence is.
+    With the form's `release`, a fixed partition is re-checked in quarantine and, if it passes, published.
     """
 
-    template_fields: Sequence[str] = ("usecase", "ds")
+    template_fields: Sequence[str] = ("usecase",)
     ui_color = "#d5f5e3"
 
-    def __init__(self, *, usecase: str, ds: str | None = None, release: bool | str = False, **kwargs: Any) -> None:
+    def __init__(self, *, usecase: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.usecase = usecase
-        self.ds = ds
-        self.release = release
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from aerodrome.errors import AerodromeError
         from aerodrome.validate import release_partition, validate_partition
-        from airflow.sdk.exceptions import AirflowFailException
 
         _, spec, storage = _spec_and_storage(self.usecase)
-        days = interval_days(context, self.ds)
-        check = release_partition if str(self.release).lower() in ("true", "1") else validate_partition
-        outcomes = [check(spec, storage, ds) for ds in days]
-        for outcome in outcomes:
-            self.log.info("%s", outcome.summary)
-        failed = [o for o in outcomes if not o.passed]
-        if failed:
-            raise AirflowFailException("\n".join(o.summary for o in failed))
-        _emit(context, self.outlets, days, rows=sum(o.rows for o in outcomes))
-        return {"days": days, "rows": sum(o.rows for o in outcomes), "data_docs": outcomes[-1].data_docs_uri}
+        ds = partition_day(context, spec)
+        release = bool(_param(context, "release", False))
+        try:
+            outcome = (release_partition if release else validate_partition)(spec, storage, ds)
+        except AerodromeError as exc:
+            raise _fail(str(exc)) from None
+        if not outcome.passed:
+            raise _fail(outcome.summary)
+        self.log.info("%s", outcome.summary)
+        announce(context, self.outlets, ds, rows=outcome.rows, released=release)
+        return {"ds": ds, "rows": outcome.rows, "released": release, "data_docs": outcome.data_docs_uri}
 
 
 class ComputeFeaturesOperator(BaseOperator):
-    """Compute the point-in-time correct feature rows of validated partitions into the offline store."""
+    """Compute the point-in-time correct feature rows of the run's validated partition into the offline store."""
 
-    template_fields: Sequence[str] = ("usecase", "ds")
+    template_fields: Sequence[str] = ("usecase",)
     ui_color = "#fdebd0"
 
-    def __init__(self, *, usecase: str, ds: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, usecase: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.usecase = usecase
-        self.ds = ds
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from aerodrome.errors import AerodromeError
         from aerodrome.features import compute_features
 
         _, spec, storage = _spec_and_storage(self.usecase)
-        days = interval_days(context, self.ds)
-        results = [compute_features(spec, storage, ds) for ds in days]
-        for r in results:
-            self.log.info("Features for %s: %s rows per view", r.ds, r.rows)
-        return {"days": days, "horizon": max(r.horizon for r in results).isoformat()}
+        ds = partition_day(context, spec)
+        try:
+            result = compute_features(spec, storage, ds)
+        except AerodromeError as exc:
+            raise _fail(str(exc)) from None
+        self.log.info("Features for %s: %s rows per view", result.ds, result.rows)
+        return {"ds": ds, "horizon": result.horizon.isoformat()}
 
 
 class MaterializeFeaturesOperator(BaseOperator):
@@ -149,8 +176,6 @@ class MaterializeFeaturesOperator(BaseOperator):
         self.end = end
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from datetime import datetime
-
         from aerodrome.features import apply_definitions, materialize
 
         settings, spec, _ = _spec_and_storage(self.usecase)
@@ -172,35 +197,84 @@ class MaterializeFeaturesOperator(BaseOperator):
 
 
 class CheckFeatureFreshnessOperator(BaseOperator):
-    """Check every feature view's watermark and newest row are within its TTL of `now`.
+    """Check every feature view is within its TTL of `now`, record the day as featured and announce it.
 
-    Stale views fail the task when `strict` is true; otherwise they are reported as warnings
-    (the 2013 replay has a few multi-hour weather gaps).
+    Stale views fail the task when the form's `strict_freshness` is set; otherwise they are reported as
+    warnings (the 2013 replay has a few multi-hour weather gaps).
     """
 
-    template_fields: Sequence[str] = ("usecase", "now", "strict")
+    template_fields: Sequence[str] = ("usecase", "now")
     ui_color = "#fdebd0"
 
-    def __init__(self, *, usecase: str, now: str, strict: bool | str = False, **kwargs: Any) -> None:
+    def __init__(self, *, usecase: str, now: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.usecase = usecase
         self.now = now
-        self.strict = strict
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from datetime import datetime
-
         from aerodrome.features import check_freshness
-        from airflow.sdk.exceptions import AirflowFailException
+        from aerodrome.partitions import mark_featured
 
-        settings, spec, _ = _spec_and_storage(self.usecase)
+        settings, spec, storage = _spec_and_storage(self.usecase)
+        ds = partition_day(context, spec)
         result = check_freshness(spec, settings, datetime.fromisoformat(self.now))
         summary = result.summary()
         if result.ok:
             self.log.info("%s", summary)
-        elif str(self.strict).lower() in ("true", "1"):
-            raise AirflowFailException(summary)
+        elif _param(context, "strict_freshness", False):
+            raise _fail(summary)
         else:
             self.log.warning("%s", summary)
-        _emit(context, self.outlets, [self.now[:10]], fresh=result.ok)
-        return {"fresh": result.ok, "stale": [v.view for v in result.views if not v.ok]}
+        mark_featured(storage, spec, ds, fresh=result.ok, run_id=context["run_id"])
+        announce(context, self.outlets, ds, fresh=result.ok)
+        return {"ds": ds, "fresh": result.ok, "stale": [v.view for v in result.views if not v.ok]}
+
+
+class SweepPartitionsOperator(BaseOperator):
+    """Compare the zones (raw, validated, quarantine, featured) and list what was left behind.
+
+    Returns the partitions to re-announce and the weeks to close; the announce tasks after it emit them.
+    A partition is re-announced only when the previous sweep saw it behind too, unless `immediate`.
+    """
+
+    template_fields: Sequence[str] = ("usecase",)
+    ui_color = "#eaeded"
+
+    def __init__(self, *, usecase: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.usecase = usecase
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from aerodrome.partitions import sweep
+
+        _, spec, storage = _spec_and_storage(self.usecase)
+        found = sweep(storage, spec, immediate=bool(_param(context, "immediate", False)))
+        self.log.info("%s", found.summary())
+        return {
+            "unvalidated": list(found.unvalidated),
+            "unfeatured": list(found.unfeatured),
+            "weeks": list(found.closable_weeks),
+        }
+
+
+class AnnouncePartitionsOperator(BaseOperator):
+    """Emit one keyed event per partition that `sweep_task` found under `field` (skipped when there is none)."""
+
+    template_fields: Sequence[str] = ("sweep_task", "field", "reason")
+    ui_color = "#eaeded"
+
+    def __init__(self, *, sweep_task: str, field: str, reason: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sweep_task = sweep_task
+        self.field = field
+        self.reason = reason
+
+    def execute(self, context: Any) -> list[str]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        keys = (context["ti"].xcom_pull(task_ids=self.sweep_task) or {}).get(self.field) or []
+        if not keys:
+            raise AirflowSkipException(f"nothing left behind ({self.field})")
+        self.log.info("Re-announcing %d partition(s) (%s): %s", len(keys), self.reason, ", ".join(keys))
+        announce(context, self.outlets, keys, reason=self.reason)
+        return keys

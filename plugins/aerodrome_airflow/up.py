@@ -9,11 +9,17 @@ Everything listens on 127.0.0.1 only. The log servers (8793/8794) are not starte
 to every interface with no option to change it, and they are not needed here because the API server
 reads task logs straight from `$AIRFLOW_HOME/logs` on the same machine.
 
-This supervisor never imports Airflow (it stays ~15 MB). It waits for `GET /api/v2/monitor/health`,
-prints the URL and the login, and watches the children: if one dies, or on Ctrl-C / SIGTERM, it
-stops them all (SIGTERM, SIGKILL after a grace period; a second Ctrl-C skips the wait) and reaps every
-descendant, so nothing is left running. Component output goes to `$AIRFLOW_HOME/logs/up/*.log`
-(`--verbose` streams it to the terminal instead).
+The API server starts first, and nothing that runs tasks starts before it answers (a task's first
+call goes to it). This supervisor never imports Airflow (it stays ~15 MB). It waits for
+`GET /api/v2/monitor/health`, prints the URL and the login, and watches the children: one that dies
+is restarted with back-off (1 s, doubling to 60 s; reset after 2 minutes of good health), and says
+so; a component that crashes 5 times within 5 minutes stops everything with its last log lines.
+Tasks that were running when the scheduler died finish in their own processes and report through
+the API server; their idle LocalExecutor workers are then stopped. On Ctrl-C / SIGTERM it stops them
+all (SIGTERM, SIGKILL after a grace period; a second Ctrl-C skips the wait) and reaps every
+descendant, so nothing is left running. Component output is appended to
+`$AIRFLOW_HOME/logs/up/*.log` (rotated to `*.log.1` past 20 MB; `--verbose` streams it to the
+terminal instead).
 """
 
 from __future__ import annotations
@@ -42,6 +48,11 @@ COMPONENTS: dict[str, list[str]] = {
     "triggerer": ["triggerer", "--skip-serve-logs"],
 }
 HEALTH_PATH = "/api/v2/monitor/health"
+FIRST_COMPONENT = "api-server"  # tasks call it from their first line: it must listen before anything runs them
+LOG_ROTATE_BYTES = 20 * 1024 * 1024
+BACKOFF_FIRST_S, BACKOFF_MAX_S, HEALTHY_AFTER_S = 1.0, 60.0, 120.0
+CRASH_LIMIT, CRASH_WINDOW_S = 5, 300.0
+IDLE_WORKER_TITLE = "airflow worker -- LocalExecutor"
 ADMIN_USER = "admin"  # SimpleAuthManager's default `[core] simple_auth_manager_users = admin:admin`
 STOP_GRACE_S = 20.0
 
@@ -87,6 +98,14 @@ def _child_setup() -> None:
     _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)  # and SIGTERM if the supervisor dies uncleanly
 
 
+def open_log(path: Path, rotate_bytes: int = LOG_ROTATE_BYTES) -> IO[bytes]:
+    """Append to `path`, first moving it to `path.1` when it has grown past `rotate_bytes`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.stat().st_size > rotate_bytes:
+        path.replace(path.with_name(path.name + ".1"))
+    return open(path, "ab")  # noqa: SIM115 - closed by the component
+
+
 @dataclass
 class Component:
     name: str
@@ -94,11 +113,22 @@ class Component:
     log_path: Path | None
     proc: subprocess.Popen | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
+    starts: int = 0
+    started_at: float = 0.0
+    crashes: list[float] = field(default_factory=list)
+    restart_at: float | None = None  # set while waiting out the back-off after a crash
 
     def start(self, env: dict[str, str]) -> None:
+        self.starts += 1
+        self.started_at = time.monotonic()
+        self.restart_at = None
         if self.log_path is not None:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed by stop_all()
+            if self.log is not None:
+                self.log.close()
+            self.log = open_log(self.log_path)
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            self.log.write(f"\n===== aerodrome up: {self.name} start #{self.starts} at {stamp} =====\n".encode())
+            self.log.flush()
         self.proc = subprocess.Popen(
             self.argv,
             env=env,
@@ -110,6 +140,17 @@ class Component:
 
     def exit_code(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
+
+    def backoff(self, now: float) -> float:
+        """Seconds to wait before restarting after a crash at `now` (doubling; reset after a healthy spell)."""
+        if now - self.started_at >= HEALTHY_AFTER_S:
+            self.crashes = [now]
+            return BACKOFF_FIRST_S
+        self.crashes = [t for t in self.crashes if now - t < CRASH_WINDOW_S] + [now]
+        return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (len(self.crashes) - 1))
+
+    def crash_looping(self) -> bool:
+        return len(self.crashes) >= CRASH_LIMIT
 
     def tail(self, lines: int = 30) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -134,6 +175,26 @@ def descendants(root: int) -> list[int]:
             found.append(pid)
             todo.append(pid)
     return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def parent_pid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def orphaned_idle_workers(supervisor: int) -> list[int]:
+    """LocalExecutor workers of a dead scheduler, re-parented to us, that have no task left to run."""
+    children = [pid for pid in descendants(supervisor) if parent_pid(pid) == supervisor]
+    return [pid for pid in children if _cmdline(pid).startswith(IDLE_WORKER_TITLE) and _cmdline(pid).endswith("<idle>")]
 
 
 def _reap() -> None:
@@ -262,6 +323,53 @@ def wait_until_healthy(base_url: str, components: list[Component], timeout_s: fl
     raise SystemExit(f"not healthy after {timeout_s:.0f}s; last health document: {doc}")
 
 
+def wait_until_answering(base_url: str, components: list[Component], timeout_s: float) -> None:
+    """Return once the API server answers its health endpoint with a healthy metadata DB."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for c in components:
+            if c.exit_code() is not None:
+                raise SystemExit(f"{c.name} exited with code {c.exit_code()} while starting:\n{c.tail()}")
+        if is_healthy(health(base_url), ()):
+            return
+        time.sleep(0.25)
+    raise SystemExit(f"the API server did not answer {base_url}{HEALTH_PATH} within {timeout_s:.0f}s")
+
+
+def keep_running(components: list[Component], env: dict[str, str]) -> bool:
+    """Restart components that died (after their back-off); False when one is crash-looping."""
+    now = time.monotonic()
+    for c in components:
+        code = c.exit_code()
+        if code is None:
+            continue
+        if c.restart_at is None:
+            delay = c.backoff(now)
+            if c.crash_looping():
+                _say(f"{c.name} crashed {len(c.crashes)} times within {CRASH_WINDOW_S:.0f}s; stopping\n{c.tail()}")
+                return False
+            c.restart_at = now + delay
+            _say(f"{c.name} exited with code {code}; restarting it in {delay:.0f}s (restart #{c.starts})")
+        elif now >= c.restart_at:
+            c.start(env)
+            _say(f"{c.name} restarted (pid {c.proc.pid})")
+    for pid in orphaned_idle_workers(os.getpid()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            _say(f"stopped idle LocalExecutor worker {pid} of a scheduler that died")
+    reap_orphans({c.proc.pid for c in components if c.proc is not None})
+    return True
+
+
+def reap_orphans(keep: set[int]) -> None:
+    """Collect exited re-parented descendants, leaving our own components to Popen (it keeps their codes)."""
+    me = os.getpid()
+    for pid in descendants(me):
+        if pid not in keep and parent_pid(pid) == me:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+
+
 def list_dags(base_url: str, token: str, timeout_s: float) -> tuple[list[str], int]:
     """DAG ids and the import-error count, once the dag-processor has parsed the dags folder."""
     deadline = time.monotonic() + timeout_s
@@ -316,9 +424,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _say(f"AIRFLOW_HOME {home}: airflow db migrate + airflow_settings.yaml")
         _say(prepare_metadata(dict(os.environ), logs / "prepare.log" if logs else None, args.timeout))
-        for c in components:
+        first = [c for c in components if c.name == FIRST_COMPONENT]
+        for c in first:
             c.start(dict(os.environ))
-        _say(f"started {', '.join(names)}" + (f"; logs in {logs}/" if logs else ""))
+        wait_until_answering(base_url, first, max(10.0, args.timeout - (time.monotonic() - started)))
+        for c in components:
+            if c.proc is None:
+                c.start(dict(os.environ))
+        _say(f"started {', '.join(names)}" + (f"; logs appended to {logs}/" if logs else ""))
         wait_until_healthy(base_url, components, max(10.0, args.timeout - (time.monotonic() - started)))
         _say(f"healthy after {time.monotonic() - started:.1f}s")
         password = generated_password(home)
@@ -332,11 +445,9 @@ def main(argv: list[str] | None = None) -> int:
         login = f"{ADMIN_USER} / {password}" if password else "as set in [core] simple_auth_manager_users"
         print(f"\n  Airflow UI  {base_url}\n  login       {login}\n  Ctrl-C stops everything\n", flush=True)
         while True:
-            for c in components:
-                if c.exit_code() is not None:
-                    _say(f"{c.name} exited with code {c.exit_code()}; stopping the others\n{c.tail()}")
-                    return 1
-            time.sleep(1.0)
+            if not keep_running(components, dict(os.environ)):
+                return 1
+            time.sleep(0.5)
     except Stop:
         _say("stopping (Ctrl-C again to skip waiting for running tasks)")
         return 0

@@ -185,3 +185,30 @@ def log_candidate(
         model_uri=f"models:/{name}/{registered.version}",
         seconds={"import": imported - started, "log": logged - imported, "register": done - logged},
     )
+
+
+def version_trained_by(model_name: str, dag_id: str, run_id: str, tracking_uri: str) -> dict[str, str] | None:
+    """The newest model version a given Airflow DAG run registered (by its lineage tags), or None.
+
+    Works the same whichever backend trained it (a local subprocess or a pod that returns nothing to
+    Airflow): the version carries `airflow_dag_id` / `airflow_run_id` tags.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    found = [
+        v
+        for v in client.search_model_versions(f"name = '{model_name}'")
+        if v.tags.get("airflow_dag_id") == dag_id and v.tags.get("airflow_run_id") == run_id
+    ]
+    if not found:
+        return None
+    newest = max(found, key=lambda v: int(v.version))
+    return {
+        "model": model_name,
+        "version": str(newest.version),
+        "run_id": newest.run_id,
+        "model_uri": f"models:/{model_name}/{newest.version}",
+        "window": newest.tags.get("window", ""),
+        "data_fingerprint": newest.tags.get("data_fingerprint", ""),
+    }

@@ -1,0 +1,187 @@
+"""The lifecycle under the real scheduler, as a user runs it: `make up`, unpause, catch-up, REST client.
+
+`dag.test()` hides what the scheduler does (several asset events per run, partitions, restarts), so
+this module starts the embedded Airflow (api-server, scheduler, dag-processor, triggerer,
+LocalExecutor) on a free loopback port and drives it with `apache-airflow-client` only. Flights of
+2013-01-01 .. 2013-01-14 are dropped into the landing zone, 2013-01-09 with 60 flights lacking their
+carrier. The tests run in order on one stack (module scope): catch-up with a scheduler crash ->
+release of the fixed day -> one training run for the week -> manual runs -> the reconcile sweep.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+from collections import Counter
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from aerodrome.ingest.partition import partition_key, read_manifest, write_partition
+from aerodrome.landing.flights import load_flights
+from aerodrome.storage import LocalStorage
+from aerodrome.usecase import load_usecase
+from aerodrome_airflow.stack import EmbeddedStack
+from conftest import ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.scheduler]
+
+FIRST, LAST = date(2013, 1, 1), date(2013, 1, 14)
+DAYS = [(FIRST + timedelta(days=i)).isoformat() for i in range((LAST - FIRST).days + 1)]
+SPOILED = "2013-01-09"
+UC = "flight_delay"
+PIPELINE = [f"ingest_{UC}", f"validate_{UC}", f"features_{UC}", f"train_{UC}"]
+
+
+class Env:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.usecases = root / "usecases"
+        spec_text = (ROOT / "include" / "usecases" / UC / "usecase.yaml").read_text()
+        assert "end_date: 2013-12-31" in spec_text
+        (self.usecases / UC).mkdir(parents=True)
+        (self.usecases / UC / "usecase.yaml").write_text(spec_text.replace("end_date: 2013-12-31", f"end_date: {LAST}"))
+        self.spec = load_usecase(self.usecases / UC)
+        self.storage = LocalStorage(root / "data")
+        home = root / "airflow"
+        self.env = {
+            "AERODROME_DATA_ROOT": str(root / "data"),
+            "AERODROME_USECASES_DIR": str(self.usecases),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+        }
+        self.stack = EmbeddedStack(home, self.env)
+
+    def drop_landing_files(self) -> None:
+        from aerodrome.ingest.run import landing_storage
+        from aerodrome.landing import feed_for
+
+        landing = landing_storage(self.spec, self.storage)
+        feed_for(self.spec.source.replay)(landing, self.spec.source, [date.fromisoformat(d) for d in DAYS])
+        key = self.spec.source.pattern.format(ds=SPOILED)
+        frame = pd.read_csv(io.BytesIO(landing.read_bytes(key)))
+        frame.loc[100:159, "carrier"] = None  # an upstream bug the gate must stop
+        landing.write_bytes(key, frame.to_csv(index=False).encode())
+
+    def finished(self, dag_id: str) -> list:
+        return [r for r in self.stack.runs(dag_id) if r.state.value in ("success", "failed")]
+
+    def keys(self, dag_id: str, state: str | None = None) -> Counter:
+        return Counter(r.partition_key for r in self.stack.runs(dag_id) if state is None or r.state.value == state)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    env = Env(tmp_path_factory.mktemp("scheduler"))
+    env.drop_landing_files()
+    env.stack.start()
+    yield env
+    env.stack.stop()
+
+
+def flights_per_day() -> dict[str, int]:
+    flights = load_flights()
+    day = pd.to_datetime(dict(year=flights["year"], month=flights["month"], day=flights["day"])).dt.date
+    return {d.isoformat(): n for d, n in day.value_counts().items()}
+
+
+def test_catch_up_survives_a_scheduler_crash_and_every_day_flows_once(env):
+    stack = env.stack
+    stack.unpause(PIPELINE)
+    # mid-run: some days validated, most not yet
+    stack.wait_for(lambda: len(env.finished(f"validate_{UC}")) >= 3, 300, "the first validations")
+    scheduler = stack.component_pid("scheduler")
+    assert scheduler, stack.tail()
+    os.kill(scheduler, signal.SIGKILL)
+    stack.wait_for(lambda: "scheduler restarted" in stack.supervisor_output(), 60, "the scheduler restart")
+
+    stack.wait_for(lambda: len(env.finished(f"features_{UC}")) >= len(DAYS) - 1, 600, "13 featured days", every_s=3)
+    ingest, validate = env.keys(f"ingest_{UC}", "success"), env.keys(f"validate_{UC}")
+    assert ingest == Counter(DAYS), ingest  # every day ingested exactly once
+    assert validate == Counter(DAYS), validate  # one validate run per raw partition, none lost
+    assert env.keys(f"validate_{UC}", "failed") == Counter([SPOILED])
+    assert env.keys(f"features_{UC}", "success") == Counter(d for d in DAYS if d != SPOILED)
+
+    # no failed try anywhere but the spoiled day, which failed once, without retry
+    for dag_id in PIPELINE[:3]:
+        for run in stack.runs(dag_id):
+            for ti in stack.task_instances(dag_id, run.dag_run_id):
+                assert ti.try_number == 1, (dag_id, run.partition_key, ti.task_id, ti.try_number, ti.state)
+                expected = "failed" if (dag_id, run.partition_key) == (f"validate_{UC}", SPOILED) else "success"
+                assert ti.state.value == expected, (dag_id, run.partition_key, ti.task_id, ti.state)
+
+    # the zones: rows exactly as in the source, the spoiled day quarantined with its reason
+    counts = flights_per_day()
+    for ds in DAYS:
+        zone = "quarantine" if ds == SPOILED else "validated"
+        assert read_manifest(env.storage, partition_key(zone, UC, ds)).rows == counts[ds], ds
+    reason = env.storage.read_bytes(f"quarantine/{UC}/date={SPOILED}/reason.txt").decode()
+    assert "carrier" in reason and "60" in reason
+    assert env.keys(f"train_{UC}") == Counter()  # W01 lacks 2012-12-31, W02 lacks the spoiled day
+
+
+def test_release_of_the_fixed_day_flows_to_features_and_completes_the_week(env):
+    stack = env.stack
+    qkey = partition_key("quarantine", UC, SPOILED)
+    from aerodrome.ingest.partition import read_partition
+
+    frame = read_partition(env.storage, qkey)
+    flights = load_flights()
+    truth = flights[(flights["month"] == 1) & (flights["day"] == 9)].set_index(["flight", "origin", "time_hour"])
+    fixed = frame.set_index(["flight", "origin", "time_hour"])
+    fixed["carrier"] = fixed["carrier"].fillna(truth["carrier"].reindex(fixed.index).astype(fixed["carrier"].dtype))
+    write_partition(env.storage, qkey, fixed.reset_index()[frame.columns], "fixed by hand")
+
+    run = stack.trigger(f"validate_{UC}", partition_key=SPOILED, conf={"release": True})
+    assert run.partition_key == SPOILED
+    stack.wait_for(lambda: env.keys(f"features_{UC}", "success")[SPOILED] == 1, 300, "features of the released day")
+    assert env.storage.exists(f"validated/{UC}/date={SPOILED}/part-0.parquet")
+
+    # the week 2013-01-07 .. 13 is complete now: one training run, one candidate announced
+    week = "2013-01-07 (W02)"
+    stack.wait_for(lambda: env.keys(f"train_{UC}", "success")[week] == 1, 600, "the weekly training run", every_s=3)
+    assert env.keys(f"train_{UC}") == Counter([week])
+    events = stack.asset_events(f"candidate/{UC}")
+    assert len(events) == 1, events
+    assert events[0].extra["model"] == UC and events[0].extra["version"] == "1"
+    assert events[0].extra["week"] == week and events[0].extra["window"].startswith("2013-01-01")
+
+
+def test_manual_runs_name_their_day_and_bad_keys_fail_at_once(env):
+    stack = env.stack
+    before = env.keys(f"features_{UC}", "success")["2013-01-03"]
+    run = stack.trigger(f"ingest_{UC}", conf={"ds": "2013-01-03"})  # the form's day picker, no partition key
+    stack.wait_for(
+        lambda: env.keys(f"features_{UC}", "success")["2013-01-03"] == before + 1, 300, "the manual day downstream"
+    )
+    result = [t for t in stack.task_instances(f"ingest_{UC}", run.dag_run_id)][0]
+    assert result.state.value == "success"
+    assert env.keys(f"validate_{UC}")["2013-01-02"] == 1  # the day picked is the day ingested
+
+    bad = stack.trigger(f"validate_{UC}", partition_key="2013-02-30")
+    done = lambda: [r for r in env.finished(f"validate_{UC}") if r.dag_run_id == bad.dag_run_id]  # noqa: E731
+    stack.wait_for(done, 120, "the bad run")
+    (ti,) = stack.task_instances(f"validate_{UC}", bad.dag_run_id)
+    assert ti.state.value == "failed" and ti.try_number == 1  # no retry can fix a bad key
+
+
+def test_reconcile_finishes_a_lost_day_and_closes_the_incomplete_first_week(env):
+    stack = env.stack
+    lost = "2013-01-05"
+    Path(env.root / "data" / "state" / UC / "featured" / f"{lost}.json").unlink()
+    before = env.keys(f"features_{UC}", "success")[lost]
+    stack.unpause([f"reconcile_{UC}"])
+    stack.trigger(f"reconcile_{UC}", conf={"immediate": True})
+    stack.wait_for(lambda: env.keys(f"features_{UC}", "success")[lost] == before + 1, 300, "the lost day refeatured")
+    # the partial weeks at both ends of the schedule (W01 lacks 2012-12-31, W03 is 2013-01-14 alone)
+    # never complete: the sweep closes each once, and each is trained on
+    partial = ["2012-12-31 (W01)", "2013-01-14 (W03)"]
+    stack.wait_for(
+        lambda: all(env.keys(f"train_{UC}", "success")[w] == 1 for w in partial), 600, "W01/W03 training", every_s=3
+    )
+    stack.trigger(f"reconcile_{UC}", conf={"immediate": True})
+    stack.wait_for(lambda: len(env.finished(f"reconcile_{UC}")) >= 2, 120, "the second sweep")
+    assert env.keys(f"train_{UC}") == Counter([*partial, "2013-01-07 (W02)"])  # each week asked once only
