@@ -68,3 +68,22 @@ def test_dag_files_import_no_heavy_modules(dag_file):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [], f"{dag_file} imports heavy modules at parse time"
+
+
+def test_partitions_flow_through_airflows_partitioned_assets(dagbag):
+    """One raw partition = one validate run = one features run; training is a weekly rollup."""
+    from airflow.sdk import CronPartitionTimetable, PartitionedAssetTimetable, RollupMapper, WaitForAll, WeekWindow
+
+    ingest = dagbag.get_dag("ingest_flight_delay")
+    assert isinstance(ingest.timetable, CronPartitionTimetable) and ingest.catchup
+    assert ingest.start_date.date().isoformat() == "2013-01-02"  # its first run ingests 2013-01-01
+    for stage in ("validate", "features"):
+        timetable = dagbag.get_dag(f"{stage}_flight_delay").timetable
+        assert isinstance(timetable, PartitionedAssetTimetable), stage
+        assert type(timetable.default_partition_mapper).__name__ == "IdentityMapper", stage
+    train = dagbag.get_dag("train_flight_delay").timetable
+    rollup = next(m for m in train.partition_mapper_config.values() if isinstance(m, RollupMapper))
+    assert isinstance(rollup.window, WeekWindow) and isinstance(rollup.wait_policy, WaitForAll)
+    assert rollup.upstream_mapper.input_format == "%Y-%m-%d"  # the ingest key format: a mismatch fails quietly
+    for dag_id in ("ingest_flight_delay", "validate_flight_delay", "features_flight_delay"):
+        assert "ds" in dagbag.get_dag(dag_id).params, f"{dag_id}: no day picker for manual runs"

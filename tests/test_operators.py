@@ -1,25 +1,42 @@
-"""Operator adapters: which partitions a run works on, and what they report."""
+"""Operator adapters: which partition a run works on, whatever started it."""
 
 from types import SimpleNamespace
 
 import pytest
-from aerodrome_airflow.operators import interval_days
+from aerodrome.usecase import load_usecase
+from aerodrome_airflow.operators import partition_day
+from airflow.sdk.exceptions import AirflowFailException
+from conftest import USECASES_DIR
 
 
-def events(*days):
-    return {"raw/flight_delay": [SimpleNamespace(extra={"ds": d, "rows": 1}) for d in days]}
+@pytest.fixture(scope="module")
+def spec():
+    return load_usecase(USECASES_DIR / "flight_delay")
 
 
-def test_param_wins_over_asset_events():
-    assert interval_days({"triggering_asset_events": events("2013-01-02")}, "2013-01-05") == ["2013-01-05"]
+def context(key=None, ds=None):
+    return {"partition_key": key, "dag_run": SimpleNamespace(partition_key=key), "params": {"ds": ds}}
 
 
-def test_asset_events_name_the_days_sorted_and_unique():
-    context = {"triggering_asset_events": events("2013-01-03", "2013-01-02", "2013-01-03")}
-    assert interval_days(context, None) == ["2013-01-02", "2013-01-03"]
-    assert interval_days(context, "None") == ["2013-01-02", "2013-01-03"]  # an empty templated param
+def test_the_partition_key_names_the_day(spec):
+    assert partition_day(context(key="2013-01-05"), spec) == "2013-01-05"
 
 
-def test_nothing_to_work_on_is_explained():
-    with pytest.raises(ValueError, match="trigger with the 'ds' param"):
-        interval_days({"triggering_asset_events": {}}, "")
+def test_the_forms_day_picker_means_that_day(spec):
+    assert partition_day(context(ds="2013-01-01"), spec) == "2013-01-01"
+    assert partition_day(context(key="2013-01-01", ds="2013-01-01"), spec) == "2013-01-01"
+
+
+@pytest.mark.parametrize(
+    ("key", "ds", "message"),
+    [
+        (None, None, "no partition to work on"),
+        ("2013-02-30", None, "'2013-02-30' is not a day"),
+        ("2013-01-05T00:00:00", None, "use YYYY-MM-DD"),
+        ("2014-01-01", None, "outside the schedule of flight_delay"),
+        ("2013-01-05", "2013-01-06", "contradicts the run's partition key"),
+    ],
+)
+def test_a_bad_partition_fails_without_retry_naming_key_and_fix(spec, key, ds, message):
+    with pytest.raises(AirflowFailException, match=message):
+        partition_day(context(key=key, ds=ds), spec)

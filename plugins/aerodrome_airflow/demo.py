@@ -47,11 +47,10 @@ def load_dag(dag_id: str):
     return bag.get_dag(dag_id)
 
 
-def run_interval(dag, day: date, **params) -> tuple[str, dict]:
-    """Run `dag` for the interval starting at `day`; returns the run state and the tasks' states."""
-    # a manual run's data interval is the period that ends at its logical date
-    logical = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
-    run = dag.test(logical_date=logical, run_conf=params or None)
+def run_day(dag, day: date, **params) -> tuple[str, dict]:
+    """Run `dag` for the partition `day` (the form's `ds`); returns the run state and the tasks' states."""
+    logical = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    run = dag.test(logical_date=logical, run_conf={"ds": day.isoformat(), **params})
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     return str(run.state), states
 
@@ -116,20 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     for i, day in enumerate(days, 1):
         t0 = time.perf_counter()
         ds = day.isoformat()
-        state, tasks = run_interval(ingest, day)
+        state, tasks = run_day(ingest, day)
         rows = read_manifest(storage, f"{RAW_ZONE}/{spec.name}/date={ds}").rows if state == "success" else 0
         steps = [f"ingest {state} ({rows:,} rows)"]
         if state != "success":
             failures.append((day, tasks))
         elif validate:
-            state, tasks = run_interval(validate, day, ds=ds)
+            state, tasks = run_day(validate, day)
             steps.append("validated" if state == "success" else "QUARANTINED")
             if state != "success":
                 reason_key = f"quarantine/{spec.name}/date={ds}/reason.txt"
                 reason = storage.read_bytes(reason_key).decode() if storage.exists(reason_key) else str(tasks)
                 quarantined.append((ds, reason))
             elif features:
-                state, tasks = run_interval(features, day, ds=ds)
+                state, tasks = run_day(features, day)
                 steps.append(f"features {state}")
                 featured += state == "success"
                 if state != "success":
@@ -168,7 +167,8 @@ def train_candidate(spec, days: list[date], failures: list) -> str | None:
     _say(f"training {spec.model.flavor} on {days[0]} .. {days[-1]} (train_{spec.name}, local backend) ...")
     t0 = time.perf_counter()
     conf = {"start": days[0].isoformat(), "end": end.isoformat(), "holdout_start": None, "params": {}, "seed": 42}
-    state, tasks = run_interval(train, days[-1], flavor=spec.model.flavor, **conf)
+    run = train.test(logical_date=datetime(end.year, end.month, end.day, tzinfo=UTC), run_conf=conf)
+    state, tasks = str(run.state), {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     _say(f"training {state} ({time.perf_counter() - t0:.1f}s)")
     if state != "success":
         failures.append((end, tasks))

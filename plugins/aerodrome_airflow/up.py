@@ -355,7 +355,7 @@ def keep_running(components: list[Component], env: dict[str, str]) -> bool:
             _say(f"{c.name} restarted (pid {c.proc.pid})")
     for pid in orphaned_idle_workers(os.getpid()):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGKILL)  # idle: nothing is lost; it would wait forever on a dead queue
             _say(f"stopped idle LocalExecutor worker {pid} of a scheduler that died")
     reap_orphans({c.proc.pid for c in components if c.proc is not None})
     return True
