@@ -325,7 +325,7 @@ def test_airflow_components_share_one_configuration(services):
     configs = []
     for name, service in components.items():
         env = environment(service)
-        assert env.get("AIRFLOW__CORE__EXECUTOR") == "LocalExecutor", name
+        assert env.get("AIRFLOW__CORE__EXECUTOR") == "aerodrome_airflow.executor.WarmLocalExecutor", name
         assert env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "").startswith("postgresql+psycopg2://"), name
         for secret in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY"):
             assert variables(env.get(secret, "")), f"{name}: {secret} must come from the environment"
