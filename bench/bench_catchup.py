@@ -1,0 +1,216 @@
+"""Catch-up through the real scheduler vs the same work as direct library calls, and the per-day cost.
+
+Setup (not timed): a temporary root, the flight_delay spec with its schedule cut to N days from
+2013-01-01 (N = AERODROME_BENCH_CATCHUP_DAYS, default 365; --quick: 21), the day's drops in the
+landing zone.
+  scheduler  `make up` as a user runs it (`EmbeddedStack`: api-server, scheduler, dag-processor,
+             triggerer, WarmLocalExecutor with parallelism 4, SQLite), unpause ingest, validate and
+             features (training left paused: this is the data plane); wall time from unpause to the
+             last featured partition; partitions lost (days without exactly one successful features
+             run, must be 0); peak PSS of the whole process tree, sampled every 2 s.
+  library    the platform's floor: the same calls in one warm process, day by day in order
+             (ingest_interval, validate_partition, compute_features, materialize, check_freshness,
+             mark_featured) on a second data root. Its per-day time at the start and the end of the
+             window shows whether a day's cost grows with the partitions already stored.
+  steady     one more day through the scheduler after the catch-up (a REST re-run of the last day's
+             ingest, keyed by the day): trigger -> features done, and the same day through the library.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from aerodrome_airflow.stack import EmbeddedStack
+
+from bench.proc import tree_pss_mb
+
+ROOT = Path(__file__).resolve().parents[1]
+UC = "flight_delay"
+FIRST = date(2013, 1, 1)
+GOAL_YEAR_S = 600  # the issue's goal: the 2013 year through the real scheduler under 10 minutes
+
+
+def _prepare(root: Path, days: int):
+    from aerodrome.ingest.run import landing_storage
+    from aerodrome.landing import feed_for
+    from aerodrome.storage import LocalStorage
+    from aerodrome.usecase import load_usecase
+
+    last = FIRST + timedelta(days=days - 1)
+    text = (ROOT / "include" / "usecases" / UC / "usecase.yaml").read_text()
+    (root / "usecases" / UC).mkdir(parents=True)
+    (root / "usecases" / UC / "usecase.yaml").write_text(text.replace("end_date: 2013-12-31", f"end_date: {last}"))
+    spec = load_usecase(root / "usecases" / UC)
+    all_days = [FIRST + timedelta(days=i) for i in range(days)]
+    for data in ("data", "library"):
+        storage = LocalStorage(root / data)
+        feed_for(spec.source.replay)(landing_storage(spec, storage), spec.source, all_days)
+    return spec, [d.isoformat() for d in all_days]
+
+
+def library_day(spec, settings, storage, ds: str) -> float:
+    """The work of one day as direct library calls (no Airflow); seconds."""
+    from aerodrome.features import check_freshness, compute_features, materialize
+    from aerodrome.ingest import ingest_interval
+    from aerodrome.partitions import mark_featured
+    from aerodrome.validate import validate_partition
+
+    began = time.perf_counter()
+    day = datetime.fromisoformat(ds).replace(tzinfo=UTC)
+    ingest_interval(spec, storage, day, day + timedelta(days=1))
+    assert validate_partition(spec, storage, ds).passed, ds
+    horizon = compute_features(spec, storage, ds).horizon
+    materialize(spec, settings, horizon)
+    check_freshness(spec, settings, horizon)
+    mark_featured(storage, spec, ds)
+    return time.perf_counter() - began
+
+
+def _library(root: Path, spec, days: list[str]) -> list[float]:
+    import contextlib
+    import io
+
+    from aerodrome.settings import Settings
+    from aerodrome.storage import LocalStorage
+
+    os.environ["AERODROME_DATA_ROOT"] = str(root / "library")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root}/library-mlflow.db"
+    settings = Settings.from_env()
+    storage = LocalStorage(root / "library")
+    with contextlib.redirect_stdout(io.StringIO()):  # Feast's progress bars
+        return [library_day(spec, settings, storage, ds) for ds in days]
+
+
+class PeakPss:
+    """Samples the total PSS of a process tree every `every_s` seconds in a thread."""
+
+    def __init__(self, pid: int, every_s: float = 2.0) -> None:
+        self.pid, self.every_s, self.peak = pid, every_s, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak = max(self.peak, tree_pss_mb(self.pid)[0])
+
+    def __enter__(self) -> PeakPss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _featured(stack: EmbeddedStack) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for run in stack.runs(f"features_{UC}"):
+        if run.state.value == "success":
+            counts[run.partition_key] = counts.get(run.partition_key, 0) + 1
+    return counts
+
+
+def _scheduler(root: Path, days: list[str]) -> dict:
+    env = {
+        "AERODROME_DATA_ROOT": str(root / "data"),
+        "AERODROME_USECASES_DIR": str(root / "usecases"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root}/airflow/airflow.db",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    }
+    stack = EmbeddedStack(root / "airflow", env).start()
+    try:
+        with PeakPss(stack.proc.pid) as memory:
+            began = time.monotonic()
+            stack.unpause([f"ingest_{UC}", f"validate_{UC}", f"features_{UC}"])
+            budget = 120 + 12 * len(days)
+            stack.wait_for(lambda: len(_featured(stack)) >= len(days), budget, "every day featured", every_s=5)
+            wall = time.monotonic() - began
+            featured = _featured(stack)
+            lost = [d for d in days if featured.get(d) != 1]
+            # steady state: one day again, keyed, from the REST client to its features
+            last = days[-1]
+            before = featured.get(last, 0)
+            began = time.monotonic()
+            stack.trigger(f"ingest_{UC}", partition_key=last)
+            stack.wait_for(lambda: _featured(stack).get(last, 0) > before, 300, "the steady-state day", every_s=0.5)
+            steady = time.monotonic() - began
+        return {"wall": wall, "lost": lost, "peak_mb": memory.peak, "steady": steady}
+    finally:
+        stack.stop()
+
+
+def run(quick: bool = False) -> list[dict]:
+    count = 21 if quick else int(os.environ.get("AERODROME_BENCH_CATCHUP_DAYS", "365"))
+    with tempfile.TemporaryDirectory(prefix="aerodrome-catchup-") as tmp:
+        root = Path(tmp)
+        spec, days = _prepare(root, count)
+        via_airflow = _scheduler(root, days)
+        per_day = _library(root, spec, days)
+        again = _library(root, spec, days[-1:])[0]  # the steady-state day, library path
+    library_s = sum(per_day)
+    head, tail = per_day[1:31], per_day[-30:]
+    span = f"{days[0]} .. {days[-1]} ({count} days)"
+    return [
+        {
+            "name": "catchup.scheduler_wall",
+            "value": round(via_airflow["wall"], 1),
+            "unit": "s",
+            "baseline": round(library_s, 1),
+            "goal": f"< {GOAL_YEAR_S}" if count >= 365 else None,
+            "note": f"{span}: unpause -> last featured partition, real scheduler; baseline = library calls",
+        },
+        {
+            "name": "catchup.partitions_lost",
+            "value": len(via_airflow["lost"]),
+            "unit": "partitions",
+            "goal": "<= 0",
+            "note": f"days without exactly one successful features run: {via_airflow['lost'][:10]}",
+        },
+        {
+            "name": "catchup.peak_pss",
+            "value": round(via_airflow["peak_mb"]),
+            "unit": "MB",
+            "note": "whole `make up` process tree during the catch-up, sampled every 2 s",
+        },
+        {
+            "name": "catchup.library_day_early",
+            "value": round(statistics.median(head), 2),
+            "unit": "s/day",
+            "note": f"library path, median of days 2-{len(head) + 1}",
+        },
+        {
+            "name": "catchup.library_day_late",
+            "value": round(statistics.median(tail), 2),
+            "unit": "s/day",
+            "baseline": round(statistics.median(head), 2),
+            "note": f"library path, median of the last {len(tail)} days: growth with stored partitions",
+        },
+        {
+            "name": "steady.scheduler_day",
+            "value": round(via_airflow["steady"], 2),
+            "unit": "s",
+            "baseline": round(again, 2),
+            "note": "one day (REST trigger keyed) -> features done, 5 tasks; baseline = same day, library",
+        },
+        {
+            "name": "steady.scheduler_vs_library",
+            "value": round(via_airflow["steady"] / again, 2),
+            "unit": "x",
+            "goal": "< 3",
+            "note": "the steady-state day: real scheduler over library path (was ~14x)",
+        },
+    ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    for row in run(quick="--quick" in sys.argv):
+        print(row)
