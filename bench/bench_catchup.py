@@ -9,9 +9,9 @@ landing zone.
              last featured partition; partitions lost (days without exactly one successful features
              run, must be 0); peak PSS of the whole process tree, sampled every 2 s.
   library    the platform's floor: the same calls in one warm process, day by day in order
-             (ingest_interval, validate_partition, compute_features, materialize, check_freshness,
-             mark_featured) on a second data root. Its per-day time at the start and the end of the
-             window shows whether a day's cost grows with the partitions already stored.
+             (ingest_interval, validate_partition, publish_day) on a second data root. Its per-day
+             time at the start and the end of the window shows whether a day's cost grows with the
+             partitions already stored.
   steady     one more day through the scheduler after the catch-up (a REST re-run of the last day's
              ingest, keyed by the day): trigger -> features done, and the same day through the library.
 """
@@ -56,19 +56,15 @@ def _prepare(root: Path, days: int):
 
 def library_day(spec, settings, storage, ds: str) -> float:
     """The work of one day as direct library calls (no Airflow); seconds."""
-    from aerodrome.features import check_freshness, compute_features, materialize
+    from aerodrome.features import publish_day
     from aerodrome.ingest import ingest_interval
-    from aerodrome.partitions import mark_featured
     from aerodrome.validate import validate_partition
 
     began = time.perf_counter()
     day = datetime.fromisoformat(ds).replace(tzinfo=UTC)
     ingest_interval(spec, storage, day, day + timedelta(days=1))
     assert validate_partition(spec, storage, ds).passed, ds
-    horizon = compute_features(spec, storage, ds).horizon
-    materialize(spec, settings, horizon)
-    check_freshness(spec, settings, horizon)
-    mark_featured(storage, spec, ds)
+    publish_day(spec, settings, storage, ds)
     return time.perf_counter() - began
 
 
@@ -197,7 +193,7 @@ def run(quick: bool = False) -> list[dict]:
             "value": round(via_airflow["steady"], 2),
             "unit": "s",
             "baseline": round(again, 2),
-            "note": "one day (REST trigger keyed) -> features done, 5 tasks; baseline = same day, library",
+            "note": "one day (REST trigger keyed) -> features done, 3 tasks; baseline = same day, library",
         },
         {
             "name": "steady.scheduler_vs_library",

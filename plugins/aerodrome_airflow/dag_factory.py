@@ -24,10 +24,8 @@ from aerodrome_airflow.assets import candidate_asset, features_asset, raw_asset,
 from aerodrome_airflow.candidates import AnnounceCandidateOperator, PlanTrainingWindowOperator
 from aerodrome_airflow.operators import (
     AnnouncePartitionsOperator,
-    CheckFeatureFreshnessOperator,
-    ComputeFeaturesOperator,
     IngestPartitionOperator,
-    MaterializeFeaturesOperator,
+    PublishFeaturesOperator,
     SweepPartitionsOperator,
     ValidatePartitionOperator,
 )
@@ -137,11 +135,12 @@ and, if it passes, publish it and send it on to features.
 FEATURES_DOC = """
 ### Features `{name}`
 
-One run per validated partition (keyed by its day): compute the point-in-time correct feature rows
-({views}) into the offline store (`features/{name}/<view>/date=YYYY-MM-DD/`), apply the Feast
-definitions (only when they changed; the incremental watermark is preserved), `materialize_incremental`
-into the online store (SQLite or Redis, by `AERODROME_ONLINE_STORE`), then check freshness and record
-the day as featured. Re-running a day gives the same rows. Emits `features/{name}` for the day; a week
+One run per validated partition (keyed by its day), one task (`publish_features`: one process, Feast
+loaded once): compute the point-in-time correct feature rows ({views}) into the offline store
+(`features/{name}/<view>/date=YYYY-MM-DD/`), apply the Feast definitions (only when they changed; the
+incremental watermark is preserved), `materialize_incremental` into the online store (SQLite or Redis,
+by `AERODROME_ONLINE_STORE`), then check freshness and record the day as featured. The task log lists
+each step with its time. Re-running a day gives the same rows. Emits `features/{name}` for the day; a week
 of featured days starts one training run.
 """
 
@@ -190,16 +189,7 @@ def build_features_dag(spec: UseCase) -> DAG:
             "strict_freshness": Param(False, type="boolean", title="Fail on stale feature views"),
         },
     ) as dag:
-        compute = ComputeFeaturesOperator(task_id="compute_features", usecase=spec.name)
-        horizon = "{{ ti.xcom_pull(task_ids='compute_features')['horizon'] }}"
-        publish = MaterializeFeaturesOperator(task_id="materialize_online", usecase=spec.name, end=horizon)
-        fresh = CheckFeatureFreshnessOperator(
-            task_id="check_freshness",
-            usecase=spec.name,
-            now=horizon,
-            outlets=[features_asset(spec.name)],
-        )
-        compute >> publish >> fresh
+        PublishFeaturesOperator(task_id="publish_features", usecase=spec.name, outlets=[features_asset(spec.name)])
     return dag
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -140,8 +138,14 @@ class ValidatePartitionOperator(BaseOperator):
         return {"ds": ds, "rows": outcome.rows, "released": release, "data_docs": outcome.data_docs_uri}
 
 
-class ComputeFeaturesOperator(BaseOperator):
-    """Compute the point-in-time correct feature rows of the run's validated partition into the offline store."""
+class PublishFeaturesOperator(BaseOperator):
+    """The run's validated day through the feature store, in one task (one process, Feast loaded once).
+
+    Computes the day's point-in-time correct rows into the offline store, applies the Feast definitions
+    only when they changed, materializes the online store up to the day's horizon, checks freshness,
+    records the day as featured and announces it. Stale views fail the task when the form's
+    `strict_freshness` is set; otherwise they are warnings (the 2013 replay has a few weather gaps).
+    """
 
     template_fields: Sequence[str] = ("usecase",)
     ui_color = "#fdebd0"
@@ -152,82 +156,28 @@ class ComputeFeaturesOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from aerodrome.errors import AerodromeError
-        from aerodrome.features import compute_features
-
-        _, spec, storage = _spec_and_storage(self.usecase)
-        ds = partition_day(context, spec)
-        try:
-            result = compute_features(spec, storage, ds)
-        except AerodromeError as exc:
-            raise _fail(str(exc)) from None
-        self.log.info("Features for %s: %s rows per view", result.ds, result.rows)
-        return {"ds": ds, "horizon": result.horizon.isoformat()}
-
-
-class MaterializeFeaturesOperator(BaseOperator):
-    """Apply the Feast definitions (only when they changed) and materialize up to `end` incrementally."""
-
-    template_fields: Sequence[str] = ("usecase", "end")
-    ui_color = "#fdebd0"
-
-    def __init__(self, *, usecase: str, end: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.usecase = usecase
-        self.end = end
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        from aerodrome.features import apply_definitions, materialize
-
-        settings, spec, _ = _spec_and_storage(self.usecase)
-        changed = apply_definitions(spec, settings)
-        self.log.info("Feast definitions %s", "applied (changed)" if changed else "unchanged, apply skipped")
-        with contextlib.redirect_stdout(io.StringIO()) as feast_output:  # Feast prints progress bars
-            result = materialize(spec, settings, datetime.fromisoformat(self.end))
-        self.log.debug("%s", feast_output.getvalue())
-        for view in result.views:
-            self.log.info(
-                "materialized %s: %s .. %s, %d rows -> %d entities",
-                view.view,
-                view.start,
-                view.end,
-                view.rows,
-                view.entities,
-            )
-        return {"online_store": result.online_store, "end": self.end, "seconds": round(result.seconds, 2)}
-
-
-class CheckFeatureFreshnessOperator(BaseOperator):
-    """Check every feature view is within its TTL of `now`, record the day as featured and announce it.
-
-    Stale views fail the task when the form's `strict_freshness` is set; otherwise they are reported as
-    warnings (the 2013 replay has a few multi-hour weather gaps).
-    """
-
-    template_fields: Sequence[str] = ("usecase", "now")
-    ui_color = "#fdebd0"
-
-    def __init__(self, *, usecase: str, now: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.usecase = usecase
-        self.now = now
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        from aerodrome.features import check_freshness
-        from aerodrome.partitions import mark_featured
+        from aerodrome.features import publish_day
 
         settings, spec, storage = _spec_and_storage(self.usecase)
         ds = partition_day(context, spec)
-        result = check_freshness(spec, settings, datetime.fromisoformat(self.now))
-        summary = result.summary()
-        if result.ok:
-            self.log.info("%s", summary)
-        elif _param(context, "strict_freshness", False):
-            raise _fail(summary)
-        else:
-            self.log.warning("%s", summary)
-        mark_featured(storage, spec, ds, fresh=result.ok, run_id=context["run_id"])
-        announce(context, self.outlets, ds, fresh=result.ok)
-        return {"ds": ds, "fresh": result.ok, "stale": [v.view for v in result.views if not v.ok]}
+        try:
+            published = publish_day(spec, settings, storage, ds)
+        except AerodromeError as exc:
+            raise _fail(str(exc)) from None
+        for line in published.lines():
+            self.log.info("%s", line)
+        if not published.freshness.ok:
+            if _param(context, "strict_freshness", False):
+                raise _fail(published.freshness.summary())
+            self.log.warning("%s", published.freshness.summary())
+        announce(context, self.outlets, ds, fresh=published.freshness.ok)
+        return {
+            "ds": ds,
+            "horizon": published.written.horizon.isoformat(),
+            "rows": published.written.rows,
+            "fresh": published.freshness.ok,
+            "seconds": published.seconds,
+        }
 
 
 class SweepPartitionsOperator(BaseOperator):

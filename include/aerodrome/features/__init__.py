@@ -1,7 +1,7 @@
 """Features: compute point-in-time correct feature rows, serve them through Feast, build training sets.
 
-The step of one interval: `compute_features` (offline Parquet) -> `apply_definitions` (only when the
-definitions changed) -> `materialize` (online store) -> `check_freshness`. Training reads them back
+The step of one day, `publish_day`: `compute_features` (offline Parquet) -> `apply_definitions` (only
+when the definitions changed) -> `materialize` (online store) -> `check_freshness`. Training reads them back
 with `build_training_set`; serving with `online_features`. Names are loaded on first use, so
 importing this package stays cheap (Feast is imported only by the calls that need it).
 """
@@ -27,6 +27,8 @@ _EXPORTS = {
     "check_freshness": "online",
     "materialize": "online",
     "online_features": "online",
+    "PublishedDay": "publish",
+    "publish_day": "publish",
     "FeatureJoinError": "training",
     "TrainingSet": "training",
     "build_training_set": "training",
