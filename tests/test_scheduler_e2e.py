@@ -122,6 +122,16 @@ def test_catch_up_survives_a_scheduler_crash_and_every_day_flows_once(env):
     assert "carrier" in reason and "60" in reason
     assert env.keys(f"train_{UC}") == Counter()  # W01 lacks 2012-12-31, W02 lacks the spoiled day
 
+    # the failed task's log: no third-party chatter, and its error names the check, the column and the evidence
+    (failed,) = [r for r in stack.runs(f"validate_{UC}") if r.partition_key == SPOILED]
+    log = (env.root / "airflow" / "logs" / f"dag_id=validate_{UC}" / f"run_id={failed.dag_run_id}").glob("*/*.log")
+    text = "".join(p.read_text() for p in log)
+    assert "expect_column_values_to_not_be_null [carrier]: 60 of" in text and "validation_result.json" in text
+    for noise in ("Skipping registering function", "GitWildMatchPattern", "typeguard"):
+        assert noise not in text, noise
+    chatter = [ln for ln in text.splitlines() if '"level":"info"' in ln and '"logger":"great_expectations' in ln]
+    assert not chatter, chatter[:3]
+
 
 def test_release_of_the_fixed_day_flows_to_features_and_completes_the_week(env):
     stack = env.stack

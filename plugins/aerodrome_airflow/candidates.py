@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from airflow.sdk import BaseOperator
-
-from aerodrome_airflow.operators import _fail, _param, _spec_and_storage
+from aerodrome_airflow.operators import UseCaseOperator, fail_without_retry, form_param, spec_and_storage
 
 
-class PlanTrainingWindowOperator(BaseOperator):
+class PlanTrainingWindowOperator(UseCaseOperator):
     """The sliding window of this training run, from its week partition key or the trigger form.
 
     A week key (`2013-01-07 (W02)`, from the rollup of featured days or a `retrain_requested` event)
@@ -19,26 +16,21 @@ class PlanTrainingWindowOperator(BaseOperator):
     (exclusive; default: the day after the newest featured day) and optional `start`.
     """
 
-    template_fields: Sequence[str] = ("usecase",)
     ui_color = "#e8daef"
-
-    def __init__(self, *, usecase: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.usecase = usecase
 
     def execute(self, context: Any) -> dict[str, Any]:
         from datetime import timedelta
 
         from aerodrome.partitions import PartitionKeyError, latest_featured_day, training_window
 
-        _, spec, storage = _spec_and_storage(self.usecase)
+        _, spec, storage = spec_and_storage(self.usecase)
         week = context.get("partition_key") or getattr(context.get("dag_run"), "partition_key", None)
-        window_days = _param(context, "window_days") or None
+        window_days = form_param(context, "window_days") or None
         try:
             if week:
                 window = training_window(spec, week=week, window_days=window_days)
             else:
-                end = _param(context, "end")
+                end = form_param(context, "end")
                 if end:
                     end = date.fromisoformat(str(end))
                 else:
@@ -47,40 +39,35 @@ class PlanTrainingWindowOperator(BaseOperator):
                         raise PartitionKeyError(f"{spec.name} has no featured day yet: nothing to train on")
                     end = newest + timedelta(days=1)
                 window = training_window(spec, end=end, window_days=window_days)
-                if _param(context, "start"):
-                    start = date.fromisoformat(str(_param(context, "start")))
+                if form_param(context, "start"):
+                    start = date.fromisoformat(str(form_param(context, "start")))
                     window = type(window)(start, window.end, None)
         except (PartitionKeyError, ValueError) as exc:
-            raise _fail(str(exc)) from None
-        plan = {**window.as_dict(), "holdout_start": _param(context, "holdout_start") or ""}
+            raise fail_without_retry(str(exc)) from None
+        plan = {**window.as_dict(), "holdout_start": form_param(context, "holdout_start") or ""}
         self.log.info(
             "Training window %s .. %s (exclusive)%s", plan["start"], plan["end"], f", week {week}" * bool(week)
         )
         return plan
 
 
-class AnnounceCandidateOperator(BaseOperator):
+class AnnounceCandidateOperator(UseCaseOperator):
     """Find the MLflow version this DAG run registered and announce it on `candidate/<usecase>`.
 
     The version is found by its lineage tags (`airflow_dag_id`, `airflow_run_id`), so it works the same
     for the local trainer and for a pod that returns nothing to Airflow.
     """
 
-    template_fields: Sequence[str] = ("usecase",)
     ui_color = "#e8daef"
-
-    def __init__(self, *, usecase: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.usecase = usecase
 
     def execute(self, context: Any) -> dict[str, Any]:
         from aerodrome.train.tracking import version_trained_by
 
-        settings, spec, _ = _spec_and_storage(self.usecase)
+        settings, spec, _ = spec_and_storage(self.usecase)
         dag_id, run_id = context["dag"].dag_id, context["run_id"]
         found = version_trained_by(spec.name, dag_id, run_id, settings.tracking_uri)
         if found is None:
-            raise _fail(f"no MLflow version of {spec.name} is tagged with this run ({dag_id} / {run_id})")
+            raise fail_without_retry(f"no MLflow version of {spec.name} is tagged with this run ({dag_id} / {run_id})")
         plan = context["ti"].xcom_pull(task_ids="plan_window") or {}
         extra = {**found, "week": plan.get("week")}
         for outlet in self.outlets:

@@ -12,7 +12,7 @@ from airflow.sdk import BaseOperator
 from aerodrome_airflow.logs import quiet_third_party_loggers
 
 
-def _spec_and_storage(usecase: str):
+def spec_and_storage(usecase: str):
     from aerodrome.settings import Settings
     from aerodrome.storage import open_storage
     from aerodrome.usecase import load_usecase
@@ -22,7 +22,8 @@ def _spec_and_storage(usecase: str):
     return settings, load_usecase(settings.usecases_dir / usecase), open_storage(settings.data_root, settings)
 
 
-def _fail(message: str) -> Exception:
+def fail_without_retry(message: str) -> Exception:
+    """The exception for an error no retry can fix (bad data, bad key): the task fails at once."""
     from airflow.sdk.exceptions import AirflowFailException
 
     return AirflowFailException(message)
@@ -39,16 +40,17 @@ def partition_day(context: Any, spec) -> str:
     key = context.get("partition_key") or getattr(context.get("dag_run"), "partition_key", None)
     requested = (context.get("params") or {}).get("ds") or None
     if key and requested and str(requested) != str(key):
-        raise _fail(f"the form's ds={requested} contradicts the run's partition key {key!r}: leave ds empty")
+        message = f"the form's ds={requested} contradicts the run's partition key {key!r}: leave ds empty"
+        raise fail_without_retry(message)
     if not (key or requested):
-        raise _fail(
+        raise fail_without_retry(
             "no partition to work on: pick the day in the form's 'ds' field, or trigger through the REST "
             "API with partition_key=YYYY-MM-DD"
         )
     try:
         return parse_day(key or requested, spec).isoformat()
     except PartitionKeyError as exc:
-        raise _fail(str(exc)) from None
+        raise fail_without_retry(str(exc)) from None
 
 
 def announce(context: Any, outlets: list, keys: str | list[str], **extra: Any) -> None:
@@ -60,23 +62,29 @@ def announce(context: Any, outlets: list, keys: str | list[str], **extra: Any) -
         event.extra = {"ds": keys[-1], **extra} if len(keys) == 1 else {"partitions": keys, **extra}
 
 
-def _param(context: Any, name: str, default: Any = None) -> Any:
+def form_param(context: Any, name: str, default: Any = None) -> Any:
+    """A trigger-form value as its native type (params are rendered, never re-parsed from strings)."""
     return (context.get("params") or {}).get(name, default)
 
 
-class IngestPartitionOperator(BaseOperator):
+class UseCaseOperator(BaseOperator):
+    """An operator of one use case (`usecase`: the folder name under the use-cases directory)."""
+
+    template_fields: Sequence[str] = ("usecase",)
+
+    def __init__(self, *, usecase: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.usecase = usecase
+
+
+class IngestPartitionOperator(UseCaseOperator):
     """Ingest one day of `usecase` (the run's partition) into its raw partition and announce it.
 
     With the form's `replay_drop` the use case's demo feed first drops the day's file into the landing
     zone (for demos and manual runs on the embedded default).
     """
 
-    template_fields: Sequence[str] = ("usecase",)
     ui_color = "#d6eaf8"
-
-    def __init__(self, *, usecase: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.usecase = usecase
 
     def execute(self, context: Any) -> dict[str, Any]:
         from aerodrome.ingest import ingest_interval
@@ -84,12 +92,12 @@ class IngestPartitionOperator(BaseOperator):
         from aerodrome.landing import feed_for
         from aerodrome.usecase import PostgresSource
 
-        _, spec, storage = _spec_and_storage(self.usecase)
+        _, spec, storage = spec_and_storage(self.usecase)
         day = datetime.fromisoformat(partition_day(context, spec)).replace(tzinfo=UTC)
         start, end = day, day + timedelta(days=1)
-        if _param(context, "replay_drop", False) and spec.source.kind == "file_drop":
+        if form_param(context, "replay_drop", False) and spec.source.kind == "file_drop":
             if not spec.source.replay:
-                raise _fail(f"use case {spec.name!r} has no demo feed (source.replay) to drop from")
+                raise fail_without_retry(f"use case {spec.name!r} has no demo feed (source.replay) to drop from")
             drop = feed_for(spec.source.replay)(landing_storage(spec, storage), spec.source, [start.date()])[0]
             self.log.info("Replayed demo drop %s (%d rows)", drop.uri, drop.rows)
         dsn = None
@@ -105,7 +113,7 @@ class IngestPartitionOperator(BaseOperator):
         return asdict(result)
 
 
-class ValidatePartitionOperator(BaseOperator):
+class ValidatePartitionOperator(UseCaseOperator):
     """Run the use case's Great Expectations suite on the run's raw partition: pass -> validated/, fail -> quarantine/.
 
     A failed suite fails the task without retries (AirflowFailException: retrying cannot change the data); the
@@ -113,32 +121,27 @@ class ValidatePartitionOperator(BaseOperator):
     With the form's `release`, a fixed partition is re-checked in quarantine and, if it passes, published.
     """
 
-    template_fields: Sequence[str] = ("usecase",)
     ui_color = "#d5f5e3"
-
-    def __init__(self, *, usecase: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.usecase = usecase
 
     def execute(self, context: Any) -> dict[str, Any]:
         from aerodrome.errors import AerodromeError
         from aerodrome.validate import release_partition, validate_partition
 
-        _, spec, storage = _spec_and_storage(self.usecase)
+        _, spec, storage = spec_and_storage(self.usecase)
         ds = partition_day(context, spec)
-        release = bool(_param(context, "release", False))
+        release = bool(form_param(context, "release", False))
         try:
             outcome = (release_partition if release else validate_partition)(spec, storage, ds)
         except AerodromeError as exc:
-            raise _fail(str(exc)) from None
+            raise fail_without_retry(str(exc)) from None
         if not outcome.passed:
-            raise _fail(outcome.summary)
+            raise fail_without_retry(outcome.summary)
         self.log.info("%s", outcome.summary)
         announce(context, self.outlets, ds, rows=outcome.rows, released=release)
         return {"ds": ds, "rows": outcome.rows, "released": release, "data_docs": outcome.data_docs_uri}
 
 
-class PublishFeaturesOperator(BaseOperator):
+class PublishFeaturesOperator(UseCaseOperator):
     """The run's validated day through the feature store, in one task (one process, Feast loaded once).
 
     Computes the day's point-in-time correct rows into the offline store, applies the Feast definitions
@@ -147,28 +150,23 @@ class PublishFeaturesOperator(BaseOperator):
     `strict_freshness` is set; otherwise they are warnings (the 2013 replay has a few weather gaps).
     """
 
-    template_fields: Sequence[str] = ("usecase",)
     ui_color = "#fdebd0"
-
-    def __init__(self, *, usecase: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.usecase = usecase
 
     def execute(self, context: Any) -> dict[str, Any]:
         from aerodrome.errors import AerodromeError
         from aerodrome.features import publish_day
 
-        settings, spec, storage = _spec_and_storage(self.usecase)
+        settings, spec, storage = spec_and_storage(self.usecase)
         ds = partition_day(context, spec)
         try:
             published = publish_day(spec, settings, storage, ds)
         except AerodromeError as exc:
-            raise _fail(str(exc)) from None
+            raise fail_without_retry(str(exc)) from None
         for line in published.lines():
             self.log.info("%s", line)
         if not published.freshness.ok:
-            if _param(context, "strict_freshness", False):
-                raise _fail(published.freshness.summary())
+            if form_param(context, "strict_freshness", False):
+                raise fail_without_retry(published.freshness.summary())
             self.log.warning("%s", published.freshness.summary())
         announce(context, self.outlets, ds, fresh=published.freshness.ok)
         return {
@@ -180,25 +178,20 @@ class PublishFeaturesOperator(BaseOperator):
         }
 
 
-class SweepPartitionsOperator(BaseOperator):
+class SweepPartitionsOperator(UseCaseOperator):
     """Compare the zones (raw, validated, quarantine, featured) and list what was left behind.
 
     Returns the partitions to re-announce and the weeks to close; the announce tasks after it emit them.
     A partition is re-announced only when the previous sweep saw it behind too, unless `immediate`.
     """
 
-    template_fields: Sequence[str] = ("usecase",)
     ui_color = "#eaeded"
-
-    def __init__(self, *, usecase: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.usecase = usecase
 
     def execute(self, context: Any) -> dict[str, Any]:
         from aerodrome.partitions import sweep
 
-        _, spec, storage = _spec_and_storage(self.usecase)
-        found = sweep(storage, spec, immediate=bool(_param(context, "immediate", False)))
+        _, spec, storage = spec_and_storage(self.usecase)
+        found = sweep(storage, spec, immediate=bool(form_param(context, "immediate", False)))
         self.log.info("%s", found.summary())
         return {
             "unvalidated": list(found.unvalidated),
