@@ -351,3 +351,28 @@ def test_training_set_keeps_every_event_and_no_leaky_column(lake, repo):
     assert frame.loc[first_day, "carrier_delay_rate_7d"].isna().all()  # no history yet: kept, with nulls
     assert frame.loc[~first_day, "carrier_delay_rate_7d"].notna().mean() > 0.99
     assert set(feature_refs(FLIGHTS)) == {f"{v.name}:{f}" for v in FLIGHTS.features.views for f in v.features}
+
+
+def test_a_catch_up_leaves_the_online_step_to_the_newest_day(tmp_path):
+    """Days with newer validated days waiting skip materialization; the newest day's covers them all."""
+    from aerodrome.features import publish_day
+    from aerodrome.partitions import featured_days
+
+    storage = LocalStorage(tmp_path / "data")
+    wanted = days(date(2013, 3, 5), date(2013, 3, 10))  # Tuesday .. Sunday
+    publish_validated(storage, FLIGHTS, wanted)
+    settings = settings_for(tmp_path / "data")
+    published = [publish_day(FLIGHTS, settings, storage, d.isoformat()) for d in wanted]
+    assert [p.deferred_to for p in published] == ["2013-03-10"] * 5 + [None]
+    assert published[-1].materialized is not None and published[-1].freshness.ok
+    assert featured_days(storage, FLIGHTS) == {d.isoformat() for d in wanted}
+    # every day's rows reached the online store: a full materialization from scratch gives the same answer
+    row = {"carrier": "UA", "origin": "EWR", "dest": "ORD", "tailnum": "N12221", "dep_hour": 8, "weekday": 0}
+    caught_up = online_features(FLIGHTS, settings, [row])
+    fresh = settings_for(tmp_path / "data", feature_namespace="reference")
+    materialize(FLIGHTS, fresh, published[-1].written.horizon)
+    assert caught_up == online_features(FLIGHTS, fresh, [row])
+    # a Sunday materializes even with newer days waiting, so the online store never lags a week
+    more = days(date(2013, 3, 17), date(2013, 3, 18))
+    publish_validated(storage, FLIGHTS, more)
+    assert publish_day(FLIGHTS, settings, storage, "2013-03-17").deferred_to is None

@@ -14,7 +14,7 @@ import io
 import os
 import signal
 from collections import Counter
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -121,6 +121,20 @@ def test_catch_up_survives_a_scheduler_crash_and_every_day_flows_once(env):
     reason = env.storage.read_bytes(f"quarantine/{UC}/date={SPOILED}/reason.txt").decode()
     assert "carrier" in reason and "60" in reason
     assert env.keys(f"train_{UC}") == Counter()  # W01 lacks 2012-12-31, W02 lacks the spoiled day
+
+    # the online store caught up to the last day (days in a backlog leave materialization to the newest)
+    import dataclasses
+
+    from aerodrome.features import check_freshness, online_features
+    from aerodrome.settings import Settings
+
+    settings = dataclasses.replace(Settings.from_env(), data_root=str(env.root / "data"), usecases_dir=env.usecases)
+    last = env.storage.read_bytes(f"state/{UC}/featured/{DAYS[-1]}.json").decode()
+    assert '"online_deferred_to"' not in last, last
+    horizon = datetime.fromisoformat(DAYS[-1]) + timedelta(days=1, hours=6)
+    assert check_freshness(env.spec, settings, horizon.replace(tzinfo=UTC)).ok
+    row = {"carrier": "UA", "origin": "EWR", "dest": "ORD", "tailnum": "N12221", "dep_hour": 8, "weekday": 0}
+    assert online_features(env.spec, settings, [row])["carrier_delay_rate_7d"][0] is not None
 
     # the failed task's log: no third-party chatter, and its error names the check, the column and the evidence
     (failed,) = [r for r in stack.runs(f"validate_{UC}") if r.partition_key == SPOILED]

@@ -146,8 +146,10 @@ class PublishFeaturesOperator(UseCaseOperator):
 
     Computes the day's point-in-time correct rows into the offline store, applies the Feast definitions
     only when they changed, materializes the online store up to the day's horizon, checks freshness,
-    records the day as featured and announces it. Stale views fail the task when the form's
-    `strict_freshness` is set; otherwise they are warnings (the 2013 replay has a few weather gaps).
+    records the day as featured and announces it. In a catch-up (newer validated days still waiting)
+    the online step is left to the newest of them, except on Sundays (`aerodrome.features.publish`).
+    Stale views fail the task when the form's `strict_freshness` is set; otherwise they are warnings
+    (the 2013 replay has a few weather gaps).
     """
 
     ui_color = "#fdebd0"
@@ -164,16 +166,17 @@ class PublishFeaturesOperator(UseCaseOperator):
             raise fail_without_retry(str(exc)) from None
         for line in published.lines():
             self.log.info("%s", line)
-        if not published.freshness.ok:
+        if published.freshness is not None and not published.freshness.ok:
             if form_param(context, "strict_freshness", False):
                 raise fail_without_retry(published.freshness.summary())
             self.log.warning("%s", published.freshness.summary())
-        announce(context, self.outlets, ds, fresh=published.freshness.ok)
+        announce(context, self.outlets, ds, fresh=published.fresh, online_deferred_to=published.deferred_to)
         return {
             "ds": ds,
             "horizon": published.written.horizon.isoformat(),
             "rows": published.written.rows,
-            "fresh": published.freshness.ok,
+            "fresh": published.fresh,
+            "online_deferred_to": published.deferred_to,
             "seconds": published.seconds,
         }
 
