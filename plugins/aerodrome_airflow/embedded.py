@@ -37,8 +37,6 @@ def embedded_environ(home: Path | None = None, root: Path = PROJECT_ROOT) -> dic
         # 32 idle workers by default; 2 cores do not need more than a handful
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        # .airflowignore files are regexps: the glob syntax logs a pathspec deprecation into every task log
-        "AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX": "regexp",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         **api_environ(),
         "AIRFLOW__API__WORKERS": "1",
