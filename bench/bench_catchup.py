@@ -10,8 +10,8 @@ landing zone.
              run, must be 0); peak PSS of the whole process tree, sampled every 2 s.
   library    the platform's floor: the same work in one warm process on a second data root, in
              the order the scheduler does it (every day ingested and validated, then
-             `publish_day` day by day: a day with newer validated days waiting leaves the online
-             step to them, Sundays always materialize). The materializing Sundays early vs late in
+             `publish_day` day by day: a day with others still computing leaves the online step to
+             the last of them, Sundays always materialize). The materializing Sundays early vs late in
              the window show whether a day's cost grows with the partitions already stored.
   steady     one more day through the scheduler after the catch-up (a REST re-run of the last day's
              ingest, keyed by the day): trigger -> features done, and the same day through the library.
@@ -99,7 +99,7 @@ def _library(root: Path, spec, days: list[str]) -> dict:
         for ds in days:
             t0 = time.perf_counter()
             published = _publish(spec, settings, storage, ds)
-            (offline if published.deferred_to else online).append(time.perf_counter() - t0)
+            (online if published.online_up_to else offline).append(time.perf_counter() - t0)
         total = time.perf_counter() - began
         again = library_day(spec, settings, storage, days[-1])  # the steady-state day, re-run
     return {"total": total, "landed": landed, "online": online, "offline": offline, "again": again}

@@ -354,7 +354,7 @@ def test_training_set_keeps_every_event_and_no_leaky_column(lake, repo):
 
 
 def test_a_catch_up_leaves_the_online_step_to_the_newest_day(tmp_path):
-    """Days with newer validated days waiting skip materialization; the newest day's covers them all."""
+    """Days with others still computing leave the online step to the last; its window covers them all."""
     from aerodrome.features import publish_day
     from aerodrome.partitions import featured_days
 
@@ -363,7 +363,8 @@ def test_a_catch_up_leaves_the_online_step_to_the_newest_day(tmp_path):
     publish_validated(storage, FLIGHTS, wanted)
     settings = settings_for(tmp_path / "data")
     published = [publish_day(FLIGHTS, settings, storage, d.isoformat()) for d in wanted]
-    assert [p.deferred_to for p in published] == ["2013-03-10"] * 5 + [None]
+    assert [p.online_up_to for p in published] == [None] * 5 + ["2013-03-10"]
+    assert published[0].waiting_for == ("2013-03-06", "2013-03-07", "2013-03-08", "2013-03-09", "2013-03-10")
     assert published[-1].materialized is not None and published[-1].freshness.ok
     assert featured_days(storage, FLIGHTS) == {d.isoformat() for d in wanted}
     # every day's rows reached the online store: a full materialization from scratch gives the same answer
@@ -375,4 +376,10 @@ def test_a_catch_up_leaves_the_online_step_to_the_newest_day(tmp_path):
     # a Sunday materializes even with newer days waiting, so the online store never lags a week
     more = days(date(2013, 3, 17), date(2013, 3, 18))
     publish_validated(storage, FLIGHTS, more)
-    assert publish_day(FLIGHTS, settings, storage, "2013-03-17").deferred_to is None
+    assert publish_day(FLIGHTS, settings, storage, "2013-03-17").online_up_to == "2013-03-17"
+    assert publish_day(FLIGHTS, settings, storage, "2013-03-18").online_up_to == "2013-03-18"
+    # out of order: a day whose predecessor is still computing never moves the watermark past it
+    publish_validated(storage, FLIGHTS, days(date(2013, 3, 19), date(2013, 3, 20)))
+    later = publish_day(FLIGHTS, settings, storage, "2013-03-20")
+    assert later.online_up_to is None and later.waiting_for == ("2013-03-19",)
+    assert publish_day(FLIGHTS, settings, storage, "2013-03-19").online_up_to == "2013-03-20"

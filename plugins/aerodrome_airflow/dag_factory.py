@@ -139,8 +139,10 @@ One run per validated partition (keyed by its day), one task (`publish_features`
 loaded once): compute the point-in-time correct feature rows ({views}) into the offline store
 (`features/{name}/<view>/date=YYYY-MM-DD/`), apply the Feast definitions (only when they changed; the
 incremental watermark is preserved), `materialize_incremental` into the online store (SQLite or Redis,
-by `AERODROME_ONLINE_STORE`), then check freshness and record the day as featured. The task log lists
-each step with its time. Re-running a day gives the same rows. Emits `features/{name}` for the day; a week
+by `AERODROME_ONLINE_STORE`) up to the newest day whose predecessors all have their rows, check
+freshness and record the day as featured. Four days run at once; in a catch-up the online step is left
+to the last of a batch (and done every Sunday). The task log lists each step with its time.
+Re-running a day gives the same rows. Emits `features/{name}` for the day; a week
 of featured days starts one training run.
 """
 
@@ -181,7 +183,7 @@ def build_features_dag(spec: UseCase) -> DAG:
         ),
         start_date=_utc(spec.schedule.start_date),
         catchup=False,
-        max_active_runs=1,  # materializations must happen in order
+        max_active_runs=4,  # days compute in parallel; the online step waits for its frontier (publish_day)
         default_args=default_args(spec),
         tags=["aerodrome", "features", spec.name, *spec.tags],
         params={

@@ -146,8 +146,9 @@ class PublishFeaturesOperator(UseCaseOperator):
 
     Computes the day's point-in-time correct rows into the offline store, applies the Feast definitions
     only when they changed, materializes the online store up to the day's horizon, checks freshness,
-    records the day as featured and announces it. In a catch-up (newer validated days still waiting)
-    the online step is left to the newest of them, except on Sundays (`aerodrome.features.publish`).
+    records the day as featured and announces it. Days run in parallel: the online step goes only up
+    to the newest day whose predecessors all have their rows, and is left to the last of a batch
+    still computing (Sundays always materialize; `aerodrome.features.publish`).
     Stale views fail the task when the form's `strict_freshness` is set; otherwise they are warnings
     (the 2013 replay has a few weather gaps).
     """
@@ -170,13 +171,13 @@ class PublishFeaturesOperator(UseCaseOperator):
             if form_param(context, "strict_freshness", False):
                 raise fail_without_retry(published.freshness.summary())
             self.log.warning("%s", published.freshness.summary())
-        announce(context, self.outlets, ds, fresh=published.fresh, online_deferred_to=published.deferred_to)
+        announce(context, self.outlets, ds, fresh=published.fresh, online_up_to=published.online_up_to)
         return {
             "ds": ds,
             "horizon": published.written.horizon.isoformat(),
             "rows": published.written.rows,
             "fresh": published.fresh,
-            "online_deferred_to": published.deferred_to,
+            "online_up_to": published.online_up_to,
             "seconds": published.seconds,
         }
 

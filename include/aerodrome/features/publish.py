@@ -1,17 +1,29 @@
-"""One day through the feature store: offline rows, Feast definitions, online store, freshness."""
+"""One day through the feature store: offline rows, Feast definitions, online store, freshness.
+
+Days may be published in parallel and out of order (a catch-up); the online store must still receive
+every day's rows. So the online step only ever materializes up to the **frontier**: the newest
+validated day such that every validated day up to it has its offline rows. A day that leaves newer
+or earlier days still computing defers the online step to whichever of them finishes last (the
+incremental window from the watermark then covers them all); Sundays materialize up to the frontier
+so the online store never lags a week behind. One materialization at a time (a file lock next to
+the Feast registry).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
-from aerodrome.features.offline import FeatureWriteResult, compute_features, validated_days
+from aerodrome.features.builders import builder_for
+from aerodrome.features.offline import FeatureWriteResult, compute_features, validated_days, view_prefix
 from aerodrome.features.online import FreshnessResult, MaterializeResult, check_freshness, materialize
-from aerodrome.features.repo import apply_definitions
-from aerodrome.partitions import featured_days, mark_featured
+from aerodrome.features.repo import apply_definitions, features_of, repo_dir
+from aerodrome.partitions import mark_featured
 from aerodrome.settings import Settings
 from aerodrome.storage import Storage
 from aerodrome.usecase import UseCase
@@ -21,7 +33,7 @@ from aerodrome.usecase import UseCase
 class PublishedDay:
     """What publishing one day did, step by step (seconds per step in `seconds`).
 
-    `materialized` and `freshness` are None when the online step was deferred to a newer day (catch-up).
+    `materialized` and `freshness` are None when the online step was left to another day's run.
     """
 
     written: FeatureWriteResult
@@ -29,7 +41,8 @@ class PublishedDay:
     materialized: MaterializeResult | None
     freshness: FreshnessResult | None
     seconds: dict[str, float] = field(default_factory=dict)
-    deferred_to: str | None = None  # the newer validated day whose run brings the online store up
+    online_up_to: str | None = None  # the frontier day materialized (None: deferred)
+    waiting_for: tuple[str, ...] = ()  # validated days still without offline rows (why it deferred)
 
     @property
     def fresh(self) -> bool | None:
@@ -44,8 +57,10 @@ class PublishedDay:
             "Feast definitions " + ("applied (changed)" if self.applied else "unchanged, apply skipped"),
         ]
         if self.materialized is None or self.freshness is None:
-            note = f"online store: deferred (catch-up) to the run of {self.deferred_to}, which materializes"
-            return [*out, note + " incrementally from the watermark, this day included", f"steps: {spent}"]
+            shown = ", ".join(self.waiting_for[:5]) + (" ..." if len(self.waiting_for) > 5 else "")
+            note = f"online store: left to the last of {len(self.waiting_for)} day(s) still computing ({shown})"
+            return [*out, note, f"steps: {spent}"]
+        out.append(f"online store brought up to {self.online_up_to} (every validated day up to it has its rows)")
         out += [
             f"materialized {v.view}: {v.start} .. {v.end}, {v.rows} rows -> {v.entities} entities"
             + (" (already up to date)" if v.skipped else "")
@@ -54,31 +69,42 @@ class PublishedDay:
         return [*out, self.freshness.summary(), f"steps: {spent}"]
 
 
-def catching_up_to(spec: UseCase, storage: Storage, ds: str) -> str | None:
-    """The newest validated day after `ds` still waiting for its features, when `ds` may leave it the
-    online step; None when `ds` must materialize itself.
-
-    In a catch-up the online store only needs its final state: the newest day's incremental
-    materialization covers every earlier day (the windows are contiguous from the watermark). The last
-    day of each week (Sunday) always materializes, so the online store never lags a week behind.
-    """
-    day = date.fromisoformat(ds)
-    if day.weekday() == 6:
-        return None
-    validated = validated_days(storage, spec)
-    featured = featured_days(storage, spec)
-    pending = [d.isoformat() for d in validated if d > day and d.isoformat() not in featured]
-    return max(pending) if pending else None
+def offline_days(storage: Storage, spec: UseCase) -> set[str]:
+    """Days whose offline rows are written: the last view's partition (views are written in order)."""
+    last = features_of(spec).views[-1].name
+    return {p.removeprefix("date=") for p in storage.partitions(view_prefix(spec, last))}
 
 
-def publish_day(
-    spec: UseCase, settings: Settings, storage: Storage, ds: str, *, defer_online: bool = True
-) -> PublishedDay:
-    """Features of day `ds` into the offline store, then online up to its horizon; records the day as featured.
+def online_frontier(storage: Storage, spec: UseCase) -> tuple[date | None, list[str]]:
+    """The newest validated day with every validated day up to it written offline, and the days not written."""
+    written = offline_days(storage, spec)
+    frontier, waiting = None, []
+    for day in validated_days(storage, spec):
+        if day.isoformat() in written:
+            if not waiting:
+                frontier = day
+        else:
+            waiting.append(day.isoformat())
+    return frontier, waiting
 
-    With `defer_online`, a day with newer validated days still waiting (a catch-up) leaves the online
-    step to them (see `catching_up_to`). Re-running a day gives the same offline rows; the online store
-    only moves forward.
+
+@contextlib.contextmanager
+def materialize_lock(spec: UseCase, settings: Settings) -> Iterator[None]:
+    """One materialization of a use case at a time on this host (the Feast registry is one file)."""
+    folder = repo_dir(spec, settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".materialize.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def publish_day(spec: UseCase, settings: Settings, storage: Storage, ds: str) -> PublishedDay:
+    """Features of day `ds` into the offline store, then the online store up to the frontier; records the day.
+
+    Re-running a day gives the same offline rows; the online store only moves forward.
     """
     clock: dict[str, float] = {}
     began = time.perf_counter()
@@ -86,14 +112,22 @@ def publish_day(
     clock["compute"] = time.perf_counter() - began
     applied = apply_definitions(spec, settings)
     clock["apply"] = time.perf_counter() - began - clock["compute"]
-    newer = catching_up_to(spec, storage, ds) if defer_online else None
-    if newer:
-        mark_featured(storage, spec, ds, fresh=None, online_deferred_to=newer)
-        return PublishedDay(written, applied, None, None, {k: round(v, 3) for k, v in clock.items()}, newer)
-    with contextlib.redirect_stdout(io.StringIO()):  # Feast prints progress bars
-        materialized = materialize(spec, settings, written.horizon)
+    frontier, waiting = online_frontier(storage, spec)
+    sunday = date.fromisoformat(ds).weekday() == 6
+    if frontier is None or (waiting and not sunday):
+        mark_featured(storage, spec, ds, fresh=None, online="deferred")
+        return PublishedDay(written, applied, None, None, _rounded(clock), None, tuple(waiting))
+    horizon = builder_for(spec).horizon(frontier)
+    with materialize_lock(spec, settings), contextlib.redirect_stdout(io.StringIO()):  # Feast's progress bars
+        materialized = materialize(spec, settings, horizon)
     clock["materialize"] = time.perf_counter() - began - clock["compute"] - clock["apply"]
-    freshness = check_freshness(spec, settings, written.horizon)
+    freshness = check_freshness(spec, settings, horizon)
     clock["freshness"] = time.perf_counter() - began - sum(clock.values())
-    mark_featured(storage, spec, ds, fresh=freshness.ok)
-    return PublishedDay(written, applied, materialized, freshness, {k: round(v, 3) for k, v in clock.items()})
+    mark_featured(storage, spec, ds, fresh=freshness.ok, online=frontier.isoformat())
+    return PublishedDay(
+        written, applied, materialized, freshness, _rounded(clock), frontier.isoformat(), tuple(waiting)
+    )
+
+
+def _rounded(clock: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in clock.items()}
