@@ -159,8 +159,13 @@ def test_release_of_the_fixed_day_flows_to_features_and_completes_the_week(env):
     frame["carrier"] = frame["carrier"].fillna(pd.Series(truth["carrier"].to_numpy(), dtype=frame["carrier"].dtype))
     write_partition(env.storage, qkey, frame, "fixed by hand")
 
-    run = stack.trigger(f"validate_{UC}", partition_key=SPOILED, conf={"release": True})
-    assert run.partition_key == SPOILED
+    # as a user would: the official client, the day as the partition key, the form's release flag in conf
+    import airflow_client.client as ac
+    from airflow_client.client.api.dag_run_api import DagRunApi
+
+    body = ac.TriggerDAGRunPostBody(logical_date=None, partition_key=SPOILED, conf={"release": True})
+    run = DagRunApi(stack.api).trigger_dag_run(f"validate_{UC}", body)
+    assert run.partition_key == SPOILED and run.logical_date is None
     stack.wait_for(lambda: env.keys(f"features_{UC}", "success")[SPOILED] == 1, 300, "features of the released day")
     assert env.storage.exists(f"validated/{UC}/date={SPOILED}/part-0.parquet")
 
