@@ -53,6 +53,9 @@ LOG_ROTATE_BYTES = 20 * 1024 * 1024
 BACKOFF_FIRST_S, BACKOFF_MAX_S, HEALTHY_AFTER_S = 1.0, 60.0, 120.0
 CRASH_LIMIT, CRASH_WINDOW_S = 5, 300.0
 IDLE_WORKER_TITLE = "airflow worker -- LocalExecutor"
+# an orphaned worker idle this long has drained its dead scheduler's queue (an idle worker takes any item left)
+ORPHAN_IDLE_S = 10.0
+_idle_since: dict[int, float] = {}
 ADMIN_USER = "admin"  # SimpleAuthManager's default `[core] simple_auth_manager_users = admin:admin`
 STOP_GRACE_S = 20.0
 
@@ -353,10 +356,15 @@ def keep_running(components: list[Component], env: dict[str, str]) -> bool:
         elif now >= c.restart_at:
             c.start(env)
             _say(f"{c.name} restarted (pid {c.proc.pid})")
-    for pid in orphaned_idle_workers(os.getpid()):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)  # idle: nothing is lost; it would wait forever on a dead queue
-            _say(f"stopped idle LocalExecutor worker {pid} of a scheduler that died")
+    idle = orphaned_idle_workers(os.getpid())
+    for pid in list(_idle_since):
+        if pid not in idle:
+            del _idle_since[pid]
+    for pid in idle:
+        if now - _idle_since.setdefault(pid, now) >= ORPHAN_IDLE_S:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # drained and idle: it would wait forever on a dead queue
+                _say(f"stopped idle LocalExecutor worker {pid} of a scheduler that died")
     reap_orphans({c.proc.pid for c in components if c.proc is not None})
     return True
 
