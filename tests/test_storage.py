@@ -55,3 +55,32 @@ def test_s3_storage_round_trip_and_residency():
     outside = S3Storage("s3://elsewhere/x", settings, client)
     with pytest.raises(ResidencyError, match="region 'us-east-1'.*me-central-1"):
         outside.write_bytes("k", b"data")
+
+
+def test_local_listing_skips_writes_in_flight_and_survives_concurrent_replaces(tmp_path):
+    """Parallel features runs list a view while others replace their partitions next to it."""
+    import threading
+
+    from aerodrome.storage import LocalStorage
+
+    storage = LocalStorage(tmp_path)
+    storage.replace_prefix("v/date=2013-01-01", {"part-0.parquet": b"x"})
+    (tmp_path / "v" / ".date=2013-01-02.abc.staging").mkdir()
+    (tmp_path / "v" / ".date=2013-01-02.abc.staging" / "part-0.parquet").write_bytes(b"y")
+    assert storage.list("v") == ["v/date=2013-01-01/part-0.parquet"]
+    assert storage.partitions("v") == ["date=2013-01-01"]
+
+    stop = threading.Event()
+
+    def churn():
+        while not stop.is_set():
+            storage.replace_prefix("v/date=2013-01-03", {"part-0.parquet": b"z"})
+
+    writer = threading.Thread(target=churn)
+    writer.start()
+    try:
+        for _ in range(300):
+            assert "date=2013-01-01" in storage.partitions("v")
+    finally:
+        stop.set()
+        writer.join()

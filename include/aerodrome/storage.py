@@ -6,6 +6,7 @@ as a whole, so re-running an interval never leaves duplicates behind.
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from abc import ABC, abstractmethod
@@ -72,10 +73,18 @@ class LocalStorage(Storage):
         return self._path(key).exists()
 
     def list(self, prefix: str) -> list[str]:
+        """Committed files under `prefix`; in-flight writes (hidden `.name.*.staging/.tmp/.retired`) are not.
+
+        Safe while other processes replace partitions next to it: a folder renamed away mid-walk is skipped.
+        """
         base = self._path(prefix)
         if not base.is_dir():
             return [prefix] if base.is_file() else []
-        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file())
+        found = []
+        for folder, dirs, files in os.walk(base):  # os.walk ignores folders that vanish under it
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            found += [os.path.relpath(os.path.join(folder, f), self.root) for f in files if not f.startswith(".")]
+        return sorted(found)
 
     def read_bytes(self, key: str) -> bytes:
         try:

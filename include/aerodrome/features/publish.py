@@ -5,8 +5,8 @@ every day's rows. So the online step only ever materializes up to the **frontier
 validated day such that every validated day up to it has its offline rows. A day that leaves newer
 or earlier days still computing defers the online step to whichever of them finishes last (the
 incremental window from the watermark then covers them all); Sundays materialize up to the frontier
-so the online store never lags a week behind. One materialization at a time (a file lock next to
-the Feast registry).
+so the online store never lags a week behind. The online step (apply, materialize, freshness) runs
+one at a time (a file lock next to the Feast registry).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class PublishedDay:
     """
 
     written: FeatureWriteResult
-    applied: bool  # the Feast definitions changed and were applied
+    applied: bool | None  # the Feast definitions changed and were applied (None: left to the online step)
     materialized: MaterializeResult | None
     freshness: FreshnessResult | None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -52,9 +52,10 @@ class PublishedDay:
         """A readable account for the task log."""
         spent = ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items())
         horizon = f"{self.written.horizon:%Y-%m-%d %H:%M}Z"
+        checked = {True: "applied (changed)", False: "unchanged, apply skipped", None: "left to the online step"}
         out = [
             f"{self.written.ds}: offline rows per view {self.written.rows} (horizon {horizon})",
-            "Feast definitions " + ("applied (changed)" if self.applied else "unchanged, apply skipped"),
+            f"Feast definitions {checked[self.applied]}",
         ]
         if self.materialized is None or self.freshness is None:
             shown = ", ".join(self.waiting_for[:5]) + (" ..." if len(self.waiting_for) > 5 else "")
@@ -110,19 +111,21 @@ def publish_day(spec: UseCase, settings: Settings, storage: Storage, ds: str) ->
     began = time.perf_counter()
     written = compute_features(spec, storage, ds)
     clock["compute"] = time.perf_counter() - began
-    applied = apply_definitions(spec, settings)
-    clock["apply"] = time.perf_counter() - began - clock["compute"]
     frontier, waiting = online_frontier(storage, spec)
     sunday = date.fromisoformat(ds).weekday() == 6
     if frontier is None or (waiting and not sunday):
         mark_featured(storage, spec, ds, fresh=None, online="deferred")
-        return PublishedDay(written, applied, None, None, _rounded(clock), None, tuple(waiting))
+        return PublishedDay(written, None, None, None, _rounded(clock), None, tuple(waiting))
     horizon = builder_for(spec).horizon(frontier)
-    with materialize_lock(spec, settings), contextlib.redirect_stdout(io.StringIO()):  # Feast's progress bars
-        materialized = materialize(spec, settings, horizon)
-    clock["materialize"] = time.perf_counter() - began - clock["compute"] - clock["apply"]
-    freshness = check_freshness(spec, settings, horizon)
-    clock["freshness"] = time.perf_counter() - began - sum(clock.values())
+    # the registry is one file: apply, materialize and the freshness read happen one run at a time
+    with materialize_lock(spec, settings):
+        applied = apply_definitions(spec, settings)
+        clock["apply"] = time.perf_counter() - began - clock["compute"]
+        with contextlib.redirect_stdout(io.StringIO()):  # Feast's progress bars
+            materialized = materialize(spec, settings, horizon)
+        clock["materialize"] = time.perf_counter() - began - clock["compute"] - clock["apply"]
+        freshness = check_freshness(spec, settings, horizon)
+        clock["freshness"] = time.perf_counter() - began - sum(clock.values())
     mark_featured(storage, spec, ds, fresh=freshness.ok, online=frontier.isoformat())
     return PublishedDay(
         written, applied, materialized, freshness, _rounded(clock), frontier.isoformat(), tuple(waiting)
