@@ -6,11 +6,11 @@ import contextlib
 import ipaddress
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
+from aerodrome_airflow.stack import free_port
 from aerodrome_airflow.up import become_subreaper, descendants
 
 __all__ = [
@@ -24,12 +24,6 @@ __all__ = [
     "tree_cpu_percent",
     "tree_pss_mb",
 ]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def pss_kb(pid: int) -> int:

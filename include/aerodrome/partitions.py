@@ -227,8 +227,8 @@ def sweep(storage: Storage, spec: UseCase, *, immediate: bool = False) -> ZoneBa
             found.closable_weeks,
             found.open_weeks,
         )
+    featured = featured_days(storage, spec) if found.closable_weeks else set()
     for week in found.closable_weeks:
-        featured = featured_days(storage, spec)
         count = sum(d.isoformat() in featured for d in week_days(week, spec))
         record_week_request(storage, spec, week, f"week closed by the sweep with {count} featured day(s)")
     return found

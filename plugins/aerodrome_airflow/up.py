@@ -166,11 +166,7 @@ def descendants(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     proc = Path("/proc")
     for entry in proc.iterdir() if proc.is_dir() else []:
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
+        if entry.name.isdigit() and (ppid := parent_pid(int(entry.name))) is not None:
             children.setdefault(ppid, []).append(int(entry.name))
     found, todo = [], [root]
     while todo:
