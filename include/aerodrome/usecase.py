@@ -192,12 +192,28 @@ class ModelSpec(_Strict):
     )
 
 
+# Metrics of each task (aerodrome.train.evaluate computes them); the first is the task's default.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("roc_auc", "pr_auc", "log_loss"),
+    "regression": ("mae", "rmse"),
+}
+HIGHER_IS_BETTER = frozenset({"roc_auc", "pr_auc"})
+
+
 class PromotionGates(_Strict):
-    metric: str = "roc_auc"
-    min_improvement: float = 0.0
-    max_slice_regression: float = 0.02
-    latency_budget_ms: float = 50.0
-    require_approval: bool = False
+    """Gates a candidate passes before it may serve (aerodrome.registry.gates).
+
+    Differences are absolute for the ranking metrics (higher is better: roc_auc, pr_auc) and relative
+    to the reference value for the error metrics (lower is better: log_loss, mae, rmse), so one
+    setting means the same for a regression whatever the target's scale.
+    """
+
+    metric: str | None = Field(default=None, description="Judged metric; default: the task's first")
+    min_improvement: float = Field(default=0.0, description="Over the champion on the same holdout")
+    max_slice_regression: float = Field(default=0.02, description="Worst allowed loss of any slice vs the champion")
+    min_baseline_margin: float = Field(default=0.01, description="Over the best naive baseline of the task")
+    latency_budget_ms: float = Field(default=50.0, gt=0, description="p99 of a 1-row prediction, in-process")
+    require_approval: bool = Field(default=False, description="A human approves in the Airflow UI")
 
 
 class CanaryPolicy(_Strict):
@@ -231,6 +247,17 @@ class UseCase(_Strict):
     canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
     drift: DriftPolicy = Field(default_factory=DriftPolicy)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _task_default_metric(cls, data: Any) -> Any:
+        """`promotion.metric` defaults to the task's first metric (roc_auc or mae)."""
+        if isinstance(data, dict) and isinstance(data.get("target"), dict):
+            promotion = data.get("promotion") or {}
+            task = data["target"].get("task")
+            if isinstance(promotion, dict) and task in TASK_METRICS and not promotion.get("metric"):
+                data = {**data, "promotion": {**promotion, "metric": TASK_METRICS[task][0]}}
+        return data
+
     @model_validator(mode="after")
     def _columns_exist(self) -> UseCase:
         known = set(self.columns)
@@ -252,6 +279,12 @@ class UseCase(_Strict):
                 )
         if self.columns.get(self.event_timestamp) is not ColumnType.timestamp:
             raise ValueError(f"event_timestamp column {self.event_timestamp!r} must have type 'timestamp'")
+        metrics = TASK_METRICS[self.target.task]
+        if self.promotion.metric not in metrics:
+            raise ValueError(
+                f"promotion.metric {self.promotion.metric!r} is not a {self.target.task} metric "
+                f"(one of: {', '.join(metrics)})"
+            )
         target_type = self.columns[self.target.column]
         if (
             self.target.task == "classification"

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-METRICS = {"classification": ("roc_auc", "pr_auc", "log_loss"), "regression": ("mae", "rmse")}
+from aerodrome.usecase import TASK_METRICS
+
+METRICS = TASK_METRICS  # per task, the first is the default promotion metric
 SLICE_MIN_ROWS = 100
 _UNSAFE = re.compile(r"[^\w\-. /:]")  # characters MLflow refuses in a metric name
 

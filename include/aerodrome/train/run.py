@@ -22,8 +22,10 @@ import pandas as pd
 from aerodrome.features.builders import builder_for
 from aerodrome.features.builders.base import EVENT_TIMESTAMP
 from aerodrome.features.training import build_training_set
+from aerodrome.registry.aliases import AliasMove, append_move
 from aerodrome.settings import Settings
 from aerodrome.storage import Storage
+from aerodrome.train.baselines import naive_baselines
 from aerodrome.train.evaluate import METRICS, Evaluation, evaluate, score
 from aerodrome.train.inputs import FeatureEncoding, TrainingError, check_no_leakage, leaky_columns, model_columns
 from aerodrome.train.lineage import airflow_origin, code_version, data_fingerprint, training_days
@@ -202,9 +204,15 @@ def train_model(
         task, parts["holdout"], labels["holdout"], predictor.predict(parts["holdout"]), list(spec.model.slices)
     )
     validation = score(task, labels["validation"], predictor.predict(parts["validation"]))
+    baselines = baseline_scores(spec, parts, labels, numeric)
     seconds["evaluate"] = time.perf_counter() - clock
     headline = {m: holdout.overall[m] for m in (*METRICS[task], "positive_rate") if m in holdout.overall}
     say("holdout: " + ", ".join(f"{k} {v:.4f}" for k, v in headline.items()))
+    judged = spec.promotion.metric
+    say(
+        f"naive baselines on the holdout ({judged}): "
+        + ", ".join(f"{name} {m[judged]:.4f}" for name, m in baselines.items() if judged in m)
+    )
 
     version = code_version()
     features = {
@@ -215,6 +223,9 @@ def train_model(
     record = run_record(
         spec, flavor, seed, split, fingerprint.sha256, version, report, rows, holdout, validation, features, seconds
     )
+    record.metrics.update(
+        {f"baseline.{name}.{metric}": value for name, m in baselines.items() for metric, value in m.items()}
+    )
     record.documents.update(
         {
             "features.json": features,
@@ -224,12 +235,17 @@ def train_model(
                 "rows": rows,
                 "holdout": {"overall": holdout.overall, "slices": holdout.slices},
                 "validation": validation,
+                "baselines": baselines,
                 "fit": asdict(report),
             },
         }
     )
     example = encoding.model_input(parts["holdout"].head(EXAMPLE_ROWS))
     logged = log_candidate(settings, spec, record, predictor, example)
+    origin = airflow_origin()
+    actor = f"{origin['dag_id']} / {origin['run_id']}" if origin.get("run_id") else "trainer"
+    move = AliasMove(logged.model_name, logged.alias, logged.version, logged.previous, actor, "registered by training")
+    append_move(storage, spec.name, move)
     seconds.update({f"mlflow_{k}": v for k, v in logged.seconds.items()})
     seconds["total"] = time.perf_counter() - started
     say(
@@ -250,6 +266,23 @@ def train_model(
         rows={**rows, "unlabelled": training.unlabelled},
         seconds={k: round(v, 3) for k, v in seconds.items()},
     )
+
+
+def baseline_scores(
+    spec: UseCase, parts: dict[str, pd.DataFrame], labels: dict[str, np.ndarray], numeric: list[str]
+) -> dict[str, dict[str, float]]:
+    """The task's naive baselines scored on the holdout (name -> metrics; `note` says what each used)."""
+    found = naive_baselines(
+        spec.target.task,
+        parts["train"],
+        labels["train"],
+        parts["holdout"],
+        labels["holdout"],
+        numeric=numeric,
+        series_keys=spec.entity_keys,
+        timestamp=EVENT_TIMESTAMP,
+    )
+    return {b.name: score(spec.target.task, labels["holdout"], b.predictions) for b in found}
 
 
 def run_record(

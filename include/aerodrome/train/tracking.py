@@ -21,11 +21,13 @@ from typing import Any
 
 import pandas as pd
 
+from aerodrome.security.digest import tree_sha256
 from aerodrome.settings import Settings
 from aerodrome.train.predictor import Predictor
 from aerodrome.usecase import UseCase
 
 CANDIDATE_ALIAS = "candidate"
+ARTIFACT_DIGEST_TAG = "artifact_sha256"  # sha256 of the predictor folder (aerodrome.security.digest)
 MODEL_ARTIFACT = "model"
 FLAVOR_PACKAGES = {"xgboost": ["xgboost"], "pytorch": ["torch"]}
 SERVING_PACKAGES = ["mlflow", "cloudpickle", "numpy", "pandas", "pydantic", "pyyaml"]
@@ -63,6 +65,16 @@ class LoggedCandidate:
     alias: str
     model_uri: str
     seconds: dict[str, float]
+    previous: str | None = None  # the version the alias pointed at before
+
+
+def _alias_version(client: Any, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
 
 
 def pip_requirements(flavor: str) -> list[str]:
@@ -155,6 +167,8 @@ def log_candidate(
                 mlflow.log_dict(content, file)
             with tempfile.TemporaryDirectory(prefix="aerodrome-model-") as tmp:
                 folder = predictor.save(Path(tmp) / pyfunc.PREDICTOR_ARTIFACT)
+                # checked again before the model may serve (aerodrome.registry.gates)
+                record.version_tags[ARTIFACT_DIGEST_TAG] = tree_sha256(folder)
                 signature = infer_signature(example, predictor.predict(example))
                 info = mlflow.pyfunc.log_model(
                     name=MODEL_ARTIFACT,
@@ -174,6 +188,7 @@ def log_candidate(
             client.log_batch(run_id, metrics=metrics)
         logged = time.perf_counter()
         registered = mlflow.register_model(info.model_uri, name, tags=record.version_tags)
+        previous = _alias_version(client, name, CANDIDATE_ALIAS)
         client.set_registered_model_alias(name, CANDIDATE_ALIAS, registered.version)
     done = time.perf_counter()
     return LoggedCandidate(
@@ -183,6 +198,7 @@ def log_candidate(
         version=str(registered.version),
         alias=CANDIDATE_ALIAS,
         model_uri=f"models:/{name}/{registered.version}",
+        previous=previous,
         seconds={"import": imported - started, "log": logged - imported, "register": done - logged},
     )
 
