@@ -87,3 +87,18 @@ def test_partitions_flow_through_airflows_partitioned_assets(dagbag):
     assert rollup.upstream_mapper.input_format == "%Y-%m-%d"  # the ingest key format: a mismatch fails quietly
     for dag_id in ("ingest_flight_delay", "validate_flight_delay", "features_flight_delay"):
         assert "ds" in dagbag.get_dag(dag_id).params, f"{dag_id}: no day picker for manual runs"
+
+
+def test_promotion_waits_for_a_person_only_when_the_spec_asks():
+    from aerodrome.usecase import load_usecase
+    from aerodrome_airflow.dag_factory import build_promote_dag
+
+    spec = load_usecase(ROOT / "include/usecases/flight_delay")
+    plain = build_promote_dag(spec)
+    assert plain.get_task("judge_candidate").downstream_task_ids == {"set_challenger", "set_champion"}
+    gated = spec.model_copy(update={"promotion": spec.promotion.model_copy(update={"require_approval": True})})
+    dag = build_promote_dag(gated)
+    assert type(dag.get_task("approve")).__name__ == "ApprovalOperator"
+    assert dag.get_task("judge_candidate").downstream_task_ids == {"approve"}
+    assert dag.get_task("approve").downstream_task_ids == {"set_challenger", "set_champion"}
+    assert [a.name for a in dag.get_task("set_challenger").outlets] == ["challenger/flight_delay"]

@@ -33,7 +33,7 @@ FIRST, LAST = date(2013, 1, 1), date(2013, 1, 14)
 DAYS = [(FIRST + timedelta(days=i)).isoformat() for i in range((LAST - FIRST).days + 1)]
 SPOILED = "2013-01-09"
 UC = "flight_delay"
-PIPELINE = [f"ingest_{UC}", f"validate_{UC}", f"features_{UC}", f"train_{UC}"]
+PIPELINE = [f"ingest_{UC}", f"validate_{UC}", f"features_{UC}", f"train_{UC}", f"promote_{UC}"]
 
 
 class Env:
@@ -66,6 +66,12 @@ class Env:
         frame = pd.read_csv(io.BytesIO(landing.read_bytes(key)))
         frame.loc[100:159, "carrier"] = None  # an upstream bug the gate must stop
         landing.write_bytes(key, frame.to_csv(index=False).encode())
+
+    def mlflow(self):
+        from mlflow import MlflowClient
+
+        uri = self.env["MLFLOW_TRACKING_URI"]
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     def finished(self, dag_id: str) -> list:
         return [r for r in self.stack.runs(dag_id) if r.state.value in ("success", "failed")]
@@ -180,6 +186,21 @@ def test_release_of_the_fixed_day_flows_to_features_and_completes_the_week(env):
     assert events[0].extra["model"] == UC and events[0].extra["version"] == "1"
     assert events[0].extra["week"] == week and events[0].extra["window"].startswith("2013-01-01")
 
+    # the candidate event is keyed by its version: one promotion run; the first model becomes champion at once
+    stack.wait_for(lambda: env.keys(f"promote_{UC}", "success")["v1"] == 1, 300, "the promotion of v1", every_s=3)
+    (run,) = stack.runs(f"promote_{UC}")
+    states = {t.task_id: t.state.value for t in stack.task_instances(f"promote_{UC}", run.dag_run_id)}
+    assert states == {"judge_candidate": "success", "set_champion": "success", "set_challenger": "skipped"}
+    assert str(env.mlflow().get_model_version_by_alias(UC, "champion").version) == "1"
+    (crowned,) = stack.asset_events(f"champion/{UC}")
+    assert crowned.partition_key == "v1" and crowned.extra["version"] == "1" and crowned.extra["previous"] is None
+    assert stack.asset_events(f"challenger/{UC}") == []
+    from aerodrome.registry.aliases import alias_history, verify_history
+
+    moves = [(m["alias"], m["version"], m["actor"].split(" / ")[0]) for m in alias_history(env.storage, UC)]
+    assert moves == [("candidate", "1", f"train_{UC}"), ("champion", "1", f"promote_{UC}")]
+    assert verify_history(env.storage, UC) is None
+
 
 def test_manual_runs_name_their_day_and_bad_keys_fail_at_once(env):
     stack = env.stack
@@ -221,3 +242,56 @@ def test_reconcile_finishes_a_lost_day_and_closes_the_partial_weeks(env):
     stack.wait_for(lambda: len(env.finished(f"reconcile_{UC}")) >= sweeps + 3, 120, "the third sweep")
     assert env.keys(f"train_{UC}") == Counter([*partial, "2013-01-07 (W02)"])  # each week trained once
     assert len(stack.asset_events(f"candidate/{UC}")) == 3
+
+    # each new candidate was judged once against champion v1, and its verdict recorded on the version
+    stack.wait_for(lambda: {"v2", "v3"} <= set(env.keys(f"promote_{UC}", "success")), 300, "v2/v3 promotion runs")
+    assert env.keys(f"promote_{UC}") == Counter(["v1", "v2", "v3"])
+    client = env.mlflow()
+    for version in ("2", "3"):
+        tags = client.get_model_version(UC, version).tags
+        assert tags["promotion.status"] in ("passed", "rejected") and tags["promotion.against"] == "1", tags
+
+
+def test_a_promotion_the_spec_wants_approved_waits_for_a_person(env):
+    """`promotion.require_approval`: the run waits in `approve` (HITL) until a person answers through the API."""
+    import re
+
+    import airflow_client.client as ac
+    from airflow_client.client.api.task_api import TaskApi
+    from airflow_client.client.api.task_instance_api import TaskInstanceApi
+
+    stack, dag_id = env.stack, f"promote_{UC}"
+    spec_file = env.usecases / UC / "usecase.yaml"
+    lenient = "promotion: {min_improvement: -1, max_slice_regression: 1, min_baseline_margin: -1, require_approval: on}"
+    spec_file.write_text(re.sub(r"(?m)^promotion: .*$", lenient, spec_file.read_text()))
+    has_approval = lambda: "approve" in {t.task_id for t in TaskApi(stack.api).get_tasks(dag_id).tasks}  # noqa: E731
+    stack.wait_for(has_approval, 180, "the promotion DAG with its approval step")
+
+    run = stack.trigger(dag_id, conf={"version": "2"})
+    api = TaskInstanceApi(stack.api)
+
+    def waiting():
+        states = {t.task_id: t.state.value for t in stack.task_instances(dag_id, run.dag_run_id) if t.state}
+        return states.get("approve") in ("deferred", "awaiting_input")
+
+    stack.wait_for(waiting, 180, "the approval request")
+    detail = api.get_hitl_detail(dag_id, run.dag_run_id, "approve", -1)
+    assert detail.options == ["Approve", "Reject"] and detail.subject == f"Promote {UC} v2 to @challenger?"
+    assert "[pass] baselines" in detail.body and not detail.response_received  # the gates, for the person
+    answer = ac.UpdateHITLDetailPayload(chosen_options=["Approve"])
+    api.update_hitl_detail(dag_id, run.dag_run_id, "approve", -1, answer)
+    done = lambda: [r for r in env.finished(dag_id) if r.dag_run_id == run.dag_run_id]  # noqa: E731
+    stack.wait_for(done, 180, "the approved promotion")
+    states = {t.task_id: t.state.value for t in stack.task_instances(dag_id, run.dag_run_id)}
+    assert states == {
+        "judge_candidate": "success",
+        "approve": "success",
+        "set_challenger": "success",
+        "set_champion": "skipped",
+    }, states
+    assert str(env.mlflow().get_model_version_by_alias(UC, "challenger").version) == "2"
+    from aerodrome.registry.aliases import alias_history
+
+    last = alias_history(env.storage, UC)[-1]
+    assert (last["alias"], last["version"]) == ("challenger", "2")
+    assert last["actor"].startswith(f"{dag_id} / {run.dag_run_id}") and "approved by admin" in last["actor"]

@@ -29,3 +29,13 @@ def retrain_asset(usecase: str) -> Asset:
 def candidate_asset(usecase: str) -> Asset:
     """A training run registered a new MLflow version (alias `candidate`); the event carries the version."""
     return _zone_asset("candidate", usecase)
+
+
+def challenger_asset(usecase: str) -> Asset:
+    """A version passed its promotion gates and took the alias `challenger` (keyed `v<version>`)."""
+    return _zone_asset("challenger", usecase)
+
+
+def champion_asset(usecase: str) -> Asset:
+    """The alias `champion` moved: the version in the key now serves all traffic."""
+    return _zone_asset("champion", usecase)

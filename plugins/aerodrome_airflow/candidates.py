@@ -8,6 +8,18 @@ from typing import Any
 from aerodrome_airflow.operators import UseCaseOperator, fail_without_retry, form_param, spec_and_storage
 
 
+def version_key(version: str) -> str:
+    """The partition key of a model version's events (`v12`): one promotion / canary run per version."""
+    return f"v{version}"
+
+
+def version_of_key(key: str) -> str:
+    """The version in a `v<version>` partition key."""
+    if not (key.startswith("v") and key[1:].isdigit()):
+        raise fail_without_retry(f"partition key {key!r} is not a model version (v<number>)")
+    return key[1:]
+
+
 class PlanTrainingWindowOperator(UseCaseOperator):
     """The sliding window of this training run, from its week partition key or the trigger form.
 
@@ -70,7 +82,16 @@ class AnnounceCandidateOperator(UseCaseOperator):
             raise fail_without_retry(f"no MLflow version of {spec.name} is tagged with this run ({dag_id} / {run_id})")
         plan = context["ti"].xcom_pull(task_ids="plan_window") or {}
         extra = {**found, "week": plan.get("week")}
+        # keyed by the version, so each candidate starts exactly one promotion run (manual trainings too)
         for outlet in self.outlets:
-            context["outlet_events"][outlet].extra = extra
-        self.log.info("New candidate %s v%s (window %s)", spec.name, found["version"], found["window"])
+            event = context["outlet_events"][outlet]
+            event.add_partitions(version_key(found["version"]))
+            event.extra = extra
+        self.log.info(
+            "New candidate %s v%s (window %s), announced as partition %s",
+            spec.name,
+            found["version"],
+            found["window"],
+            version_key(found["version"]),
+        )
         return extra

@@ -20,7 +20,15 @@ from airflow.sdk import (
     WeekWindow,
 )
 
-from aerodrome_airflow.assets import candidate_asset, features_asset, raw_asset, retrain_asset, validated_asset
+from aerodrome_airflow.assets import (
+    candidate_asset,
+    challenger_asset,
+    champion_asset,
+    features_asset,
+    raw_asset,
+    retrain_asset,
+    validated_asset,
+)
 from aerodrome_airflow.candidates import AnnounceCandidateOperator, PlanTrainingWindowOperator
 from aerodrome_airflow.operators import (
     AnnouncePartitionsOperator,
@@ -29,6 +37,7 @@ from aerodrome_airflow.operators import (
     SweepPartitionsOperator,
     ValidatePartitionOperator,
 )
+from aerodrome_airflow.promotion import JudgeCandidateOperator, MoveAliasOperator
 
 DAY_KEY = "%Y-%m-%d"  # one partition = one day; aerodrome.partitions.DAY_FORMAT
 
@@ -284,6 +293,90 @@ def build_train_dag(spec: UseCase) -> DAG:
     return dag
 
 
+PROMOTE_DOC = """
+### Promote `{name}`
+
+One run per new candidate: each `candidate/{name}` event (a training run registered a version) is keyed
+`v<version>` and starts one run with that key. By hand: a version in the form (default: `@candidate`).
+
+`judge_candidate` scores the candidate and the current `champion` on the **same** rows (the candidate's
+recent holdout window, built by the same point-in-time join as training), then applies the gates of
+the spec (`promotion:`):
+
+| gate | passes when |
+|---|---|
+| artifact | the model files hash to the digest recorded at training (an altered artifact is never loaded) |
+| signature | the MLflow input signature equals the serving schema (numeric features + category strings) |
+| metric | `{metric}` improves on the champion by at least {min_improvement} (or no champion yet) |
+| slices | no slice ({slices}) loses more than {max_slice} against the champion |
+| baselines | `{metric}` beats the task's naive baselines (recorded by the trainer) by {margin} |
+| latency | a 1-row prediction's p99 is at most {latency} ms |
+
+Differences are absolute for AUCs and relative for error metrics. The verdict goes to the version's
+tags (`promotion.status`, `promotion.reasons`) and to `registry/{name}/promotions/v<version>.json`;
+the log lists every gate. **Rejected**: the rest is skipped and no alias moves. **Passed**:
+{approval}`set_challenger` gives it `@challenger` and emits `challenger/{name}` (the canary starts), or
+when no champion serves yet, `set_champion` makes it `@champion` at once (nothing to canary against).
+Every alias move is appended to `registry/{name}/alias_moves/` (hash-chained: who, when, from, to, why).
+"""
+
+
+def build_promote_dag(spec: UseCase) -> DAG:
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    policy = spec.promotion
+    with DAG(
+        dag_id=f"promote_{spec.name}",
+        description=f"Promotion gates for each {spec.name} candidate: @challenger (or first @champion) or rejected",
+        doc_md=PROMOTE_DOC.format(
+            name=spec.name,
+            metric=policy.metric,
+            min_improvement=policy.min_improvement,
+            slices=", ".join(spec.model.slices) or "none declared",
+            max_slice=policy.max_slice_regression,
+            margin=policy.min_baseline_margin,
+            latency=policy.latency_budget_ms,
+            approval="a person approves in the UI (`approve`, required by the spec), then " * policy.require_approval,
+        ),
+        schedule=PartitionedAssetTimetable(
+            assets=candidate_asset(spec.name), default_partition_mapper=IdentityMapper()
+        ),
+        start_date=_utc(spec.schedule.start_date),
+        catchup=False,
+        max_active_runs=1,  # judged one at a time: each against the champion of the moment
+        default_args=default_args(spec),
+        tags=["aerodrome", "promote", spec.name, *spec.tags],
+        params={
+            "version": Param(
+                None, type=["null", "string"], title="Version", description="Default: the @candidate version"
+            ),
+        },
+    ) as dag:
+        judge = JudgeCandidateOperator(task_id="judge_candidate", usecase=spec.name)
+        setters = [
+            MoveAliasOperator(
+                task_id="set_challenger", usecase=spec.name, alias="challenger", outlets=[challenger_asset(spec.name)]
+            ),
+            MoveAliasOperator(
+                task_id="set_champion", usecase=spec.name, alias="champion", outlets=[champion_asset(spec.name)]
+            ),
+        ]
+        if policy.require_approval:
+            verdict = "ti.xcom_pull(task_ids='judge_candidate')"
+            approve = ApprovalOperator(
+                task_id="approve",
+                subject=(
+                    f"Promote {spec.name} v{{{{ {verdict}['candidate'] }}}} to @{{{{ {verdict}['target_alias'] }}}}?"
+                ),
+                body=f"```\n{{{{ {verdict}['summary'] }}}}\n```",
+                response_timeout=timedelta(days=7),
+            )
+            judge >> approve >> setters
+        else:
+            judge >> setters
+    return dag
+
+
 RECONCILE_DOC = """
 ### Reconcile `{name}`
 
@@ -335,5 +428,6 @@ def build_usecase_dags(usecases_dir: Path | None = None) -> dict[str, DAG]:
     dags += [build_validate_dag(spec) for spec in specs if spec.expectations]
     dags += [build_features_dag(spec) for spec in specs if spec.features]
     dags += [build_train_dag(spec) for spec in specs if spec.features]
+    dags += [build_promote_dag(spec) for spec in specs if spec.features]
     dags += [build_reconcile_dag(spec) for spec in specs if spec.expectations]
     return {dag.dag_id: dag for dag in dags}

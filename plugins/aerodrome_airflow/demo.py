@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"[{i}/{len(days)}] {ds}: {', '.join(steps)} ({time.perf_counter() - t0:.1f}s)")
 
     trained = train_candidate(spec, days, failures) if features and featured else None
+    verdict = promote_candidate(spec, storage, days[-1], failures) if trained else []
 
     partitions = storage.partitions(f"{RAW_ZONE}/{spec.name}")
     total = sum(read_manifest(storage, f"{RAW_ZONE}/{spec.name}/{p}").rows for p in partitions)
@@ -158,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     if trained:
         print(f"model             {trained}")
         print(f"                  MLflow UI: mlflow ui --backend-store-uri {settings.tracking_uri}")
+    for n, line in enumerate(verdict):
+        print(f"{'promotion' if n == 0 else '':<18}{line}")
     print(f"failed runs       {len(failures)}")
     for day, tasks in failures:
         print(f"  FAILED {day}: {tasks} (logs under {os.environ['AIRFLOW_HOME']}/logs)")
@@ -180,6 +183,32 @@ def train_candidate(spec, days: list[date], failures: list) -> str | None:
         failures.append((end, tasks))
         return None
     return describe_candidate(spec)
+
+
+def promote_candidate(spec, storage, last_day: date, failures: list) -> list[str]:
+    """Run the promotion DAG on the new candidate (gates vs the champion); the verdict's lines."""
+    import json
+
+    from aerodrome.registry.promote import report_key
+    from aerodrome.settings import Settings
+    from mlflow import MlflowClient
+
+    uri = Settings.from_env().tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = str(client.get_model_version_by_alias(spec.name, "candidate").version)
+    _say(f"promotion gates for {spec.name} v{version} (promote_{spec.name}) ...")
+    t0 = time.perf_counter()
+    when = datetime(last_day.year, last_day.month, last_day.day, tzinfo=UTC) + timedelta(days=1)
+    run = load_dag(f"promote_{spec.name}").test(logical_date=when, run_conf={"version": version})
+    tasks = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    _say(f"promotion {run.state} ({time.perf_counter() - t0:.1f}s): {tasks}")
+    if str(run.state) != "success":
+        failures.append((last_day, tasks))
+        return []
+    report = json.loads(storage.read_bytes(report_key(spec, version)))
+    lines = [f"[{'pass' if g['passed'] else 'FAIL'}] {g['name']}: {g['detail']}" for g in report["gates"]]
+    verdict = f"v{version} -> @{report['target_alias']}" if report["passed"] else f"v{version} rejected"
+    return [verdict, *lines]
 
 
 def describe_candidate(spec) -> str:

@@ -144,10 +144,25 @@ class EmbeddedStack:
             return []
         found: list = []
         while True:
-            page = AssetApi(self.api).get_asset_events(asset_id=asset.id, limit=100, offset=len(found))
+            page = self._events_page(asset.id, len(found))
             found += page.asset_events
             if not page.asset_events or len(found) >= page.total_entries:
                 return found
+
+    def _events_page(self, asset_id: int, offset: int, patience_s: float = 60.0):
+        """One page of an asset's events. Airflow 3.3.2's endpoint answers 500 while a run an event created
+        is still queued (its start_date is None, which the response model refuses): wait for it to start."""
+        from airflow_client.client.api.asset_api import AssetApi
+        from airflow_client.client.exceptions import ServiceException
+
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                return AssetApi(self.api).get_asset_events(asset_id=asset_id, limit=100, offset=offset)
+            except ServiceException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
     # -- processes ----------------------------------------------------------------------------
     def component_pid(self, name: str) -> int | None:

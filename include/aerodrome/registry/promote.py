@@ -281,36 +281,62 @@ def judge_candidate(
     )
 
 
+def report_key_of(usecase: str, version: str) -> str:
+    return f"registry/{usecase}/promotions/v{version}.json"
+
+
 def report_key(spec: UseCase, version: str) -> str:
-    return f"registry/{spec.name}/promotions/v{version}.json"
+    return report_key_of(spec.name, version)
 
 
-def apply_decision(
-    spec: UseCase, settings: Settings, storage: Storage, report: PromotionReport, actor: str
-) -> dict[str, Any] | None:
-    """Record the report and its verdict on the version; a pass moves the alias. Returns the alias move."""
-    client = _client(settings)
-    storage.write_bytes(
-        report_key(spec, report.candidate), json.dumps(report.as_dict(), indent=2, default=str).encode()
-    )
+def record_verdict(spec: UseCase, settings: Settings, storage: Storage, report: PromotionReport) -> str:
+    """Store the report (`registry/<use case>/promotions/v<version>.json`) and tag the version with the verdict."""
+    key = report_key(spec, report.candidate)
+    storage.write_bytes(key, json.dumps(report.as_dict(), indent=2, default=str).encode())
     summary = "; ".join(f"{g.name}: {g.detail}" for g in report.failed)[:4000]
     tags = {
         "promotion.status": "passed" if report.passed else "rejected",
         "promotion.gates": ",".join(f"{g.name}={'pass' if g.passed else 'fail'}" for g in report.gates),
         "promotion.reasons": summary or "all gates passed",
         "promotion.against": report.champion or "none",
+        "promotion.report": storage.uri(key),
     }
-    for key, value in tags.items():
-        client.set_model_version_tag(report.model, report.candidate, key, value)
-    if not report.passed:
-        return None
+    client = _client(settings)
+    for name, value in tags.items():
+        client.set_model_version_tag(report.model, report.candidate, name, value)
+    return key
+
+
+def promote(settings: Settings, storage: Storage, verdict: dict[str, Any], actor: str) -> dict[str, Any]:
+    """Move the alias a passed verdict (a stored report) names to its candidate; returns the recorded move.
+
+    Refuses a verdict that failed, or one judged against a champion that has changed since.
+    """
+    client = _client(settings)
+    model, version = verdict["model"], verdict["candidate"]
+    if not verdict.get("passed"):
+        raise PromotionError(f"{model} v{version} did not pass its gates: it cannot be promoted")
+    if champion_version(client, model) != verdict["champion"]:
+        raise PromotionError(
+            f"{model} v{version} was judged against champion v{verdict['champion']}, but the champion is now "
+            f"v{champion_version(client, model)}: judge it again"
+        )
+    against = f"v{verdict['champion']}" if verdict["champion"] else "no champion"
     move = AliasMove(
-        model=report.model,
-        alias=report.target_alias,
-        version=report.candidate,
+        model=model,
+        alias=verdict["target_alias"],
+        version=version,
         previous=None,
         actor=actor,
-        reason=f"promotion gates passed against {'v' + report.champion if report.champion else 'no champion'}",
-        details={"gates": [g.as_dict() for g in report.gates], "report": report_key(spec, report.candidate)},
+        reason=f"promotion gates passed against {against}",
+        details={"gates": verdict["gates"], "report": report_key_of(verdict["usecase"], version)},
     )
     return move_alias(client, storage, move)
+
+
+def apply_decision(
+    spec: UseCase, settings: Settings, storage: Storage, report: PromotionReport, actor: str
+) -> dict[str, Any] | None:
+    """Record the verdict; a pass also moves the alias. Returns the alias move, or None when rejected."""
+    record_verdict(spec, settings, storage, report)
+    return promote(settings, storage, report.as_dict(), actor) if report.passed else None
