@@ -11,6 +11,7 @@ nothing to be canaried against), or records the reasons on the version. Nothing 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -139,6 +140,7 @@ def load_version(client: Any, settings: Settings, name: str, version: str, folde
 
     from aerodrome.train.pyfunc import PREDICTOR_ARTIFACT
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         registered = client.get_model_version(name, version)
     except MlflowException:

@@ -1,0 +1,188 @@
+"""The gateway's HTTP face (FastAPI): predict, models, health, Prometheus metrics, admin routes.
+
+Routes: `POST /v1/{usecase}/predict` and `GET /v1/{usecase}/models` need the serving token;
+`POST /admin/{usecase}/traffic` and `POST /admin/{usecase}/reload` need the separate admin token;
+`GET /health` and `GET /metrics` are open (loopback or the cluster network only).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from aerodrome.errors import AerodromeError
+from aerodrome.serving.gateway import Gateway, NoModelError
+from aerodrome.serving.inputs import RequestError
+
+log = logging.getLogger("aerodrome.serving")
+MAX_ROWS = 1000
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rows: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_ROWS, description="Raw event columns per row")
+    request_id: str | None = Field(default=None, max_length=128, description="Echoed and logged; default: new")
+    routing_key: str | None = Field(default=None, max_length=256, description="Sticky routing; default: entity keys")
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    usecase: str
+    alias: str
+    model_version: str
+    predictions: list[float]
+    fallback: bool
+    latency_ms: float
+
+
+class TrafficRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    challenger_percent: float = Field(ge=0, le=100)
+
+
+class Metrics:
+    """Prometheus series per use case, alias and model version (a registry of its own per app)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        labels = ["usecase", "alias", "version"]
+        self.requests = Counter(
+            "aerodrome_predictions_total", "Answered predict requests", labels, registry=self.registry
+        )
+        self.errors = Counter("aerodrome_prediction_errors_total", "Model errors", labels, registry=self.registry)
+        self.latency = Histogram(
+            "aerodrome_prediction_latency_seconds",
+            "Predict latency (features + model), per request",
+            labels,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.registry,
+        )
+
+
+class BearerToken:
+    """A route dependency: the request must carry `Authorization: Bearer <token>` (compared in constant time)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token.encode()
+
+    def __call__(self, request: Request) -> None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token):
+            raise HTTPException(
+                status_code=401, detail="a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+
+def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
+    """The FastAPI app around a gateway; the gateway starts and stops with the app."""
+    if not token or not admin_token or token == admin_token:
+        raise ValueError("the gateway needs two different, non-empty tokens (serving and admin)")
+    metrics = Metrics()
+    serving, admin = Depends(BearerToken(token)), Depends(BearerToken(admin_token))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        gateway.start()
+        try:
+            yield
+        finally:
+            gateway.close()
+
+    app = FastAPI(title="Aerodrome model gateway", version="1", lifespan=lifespan)
+
+    def service(usecase: str):
+        found = gateway.services.get(usecase)
+        if found is None:
+            raise HTTPException(
+                status_code=404, detail=f"unknown use case {usecase!r} (served: {', '.join(gateway.services)})"
+            )
+        return found
+
+    @app.exception_handler(RequestError)
+    async def bad_request(_request: Request, exc: RequestError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+    @app.post("/v1/{usecase}/predict", response_model=PredictResponse, dependencies=[serving])
+    def predict(usecase: str, body: PredictRequest) -> PredictResponse:
+        svc = service(usecase)
+        began = time.perf_counter()
+        try:
+            answer, errors = svc.predict(body.rows, body.request_id, body.routing_key)
+        except NoModelError as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from None
+        except RequestError:
+            raise
+        except AerodromeError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        except Exception as exc:
+            champion = svc.models.get("champion")
+            version = champion.version if champion else "none"
+            metrics.errors.labels(usecase, "champion", version).inc()
+            log.exception("%s: prediction failed", usecase)
+            raise HTTPException(status_code=500, detail=f"prediction failed: {type(exc).__name__}") from None
+        for error in errors:
+            log.warning("%s: %s; answered by the champion", usecase, error)
+            challenger = svc.models.get("challenger")
+            metrics.errors.labels(usecase, "challenger", challenger.version if challenger else "?").inc()
+        metrics.requests.labels(usecase, answer.alias, answer.version).inc()
+        metrics.latency.labels(usecase, answer.alias, answer.version).observe(time.perf_counter() - began)
+        return PredictResponse(
+            request_id=answer.request_id,
+            usecase=answer.usecase,
+            alias=answer.alias,
+            model_version=answer.version,
+            predictions=answer.predictions,
+            fallback=answer.fallback,
+            latency_ms=round(answer.latency_ms, 3),
+        )
+
+    @app.get("/v1/{usecase}/models", dependencies=[serving])
+    def models(usecase: str) -> dict[str, Any]:
+        svc = service(usecase)
+        return {"usecase": usecase, "models": svc.versions(), "challenger_percent": svc.challenger_percent}
+
+    @app.post("/admin/{usecase}/traffic", dependencies=[admin])
+    def traffic(usecase: str, body: TrafficRequest) -> dict[str, Any]:
+        svc = service(usecase)
+        svc.set_traffic(body.challenger_percent)
+        log.info("%s: challenger traffic %.1f %%", usecase, body.challenger_percent)
+        return {"usecase": usecase, "models": svc.versions(), "challenger_percent": svc.challenger_percent}
+
+    @app.post("/admin/{usecase}/reload", dependencies=[admin])
+    def reload(usecase: str, force: bool = False) -> dict[str, Any]:
+        svc = service(usecase)
+        try:
+            versions = svc.reload(force)
+        except AerodromeError as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        return {"usecase": usecase, "models": versions, "challenger_percent": svc.challenger_percent}
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "usecases": {
+                n: {"models": s.versions(), "challenger_percent": s.challenger_percent}
+                for n, s in gateway.services.items()
+            },
+            "logged": gateway.predictions.written,
+        }
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

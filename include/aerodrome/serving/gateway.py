@@ -1,0 +1,234 @@
+"""The gateway's logic, without HTTP: per use case the champion and challenger, routing, predict, log.
+
+Routing is deterministic by the request's routing key (sha256 into 10,000 buckets), so one client
+stays on one model while the weight holds. A challenger that raises falls back to the champion for
+that request (the client gets an answer; the error counts against the challenger). Reloading
+models and changing weights swap whole objects, so a request in flight finishes on what it started
+with. Models are loaded from MLflow by alias and refused when their artifact digest differs from
+the one recorded at training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aerodrome.errors import AerodromeError
+from aerodrome.registry.aliases import CHALLENGER, CHAMPION
+from aerodrome.serving.inputs import entity_rows, model_frame, request_events
+from aerodrome.serving.predlog import PredictionLog
+from aerodrome.settings import Settings
+from aerodrome.storage import Storage
+from aerodrome.usecase import UseCase
+
+BUCKETS = 10_000
+log = logging.getLogger("aerodrome.serving")
+
+
+class NoModelError(AerodromeError):
+    """The use case has no champion to serve yet."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    alias: str
+    version: str
+    predictor: Any
+    loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+@dataclass(frozen=True)
+class Answer:
+    request_id: str
+    usecase: str
+    alias: str
+    version: str
+    predictions: list[float]
+    fallback: bool
+    latency_ms: float
+
+
+def bucket(routing_key: str) -> int:
+    """The traffic bucket (0..9,999) of a routing key: the same key always lands in the same bucket."""
+    return int.from_bytes(hashlib.sha256(routing_key.encode()).digest()[:8], "big") % BUCKETS
+
+
+def traffic_key(usecase: str) -> str:
+    return f"serving/{usecase}/traffic.json"
+
+
+class UseCaseService:
+    """What the gateway serves for one use case."""
+
+    def __init__(self, spec: UseCase, settings: Settings, storage: Storage, predictions: PredictionLog) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.storage = storage
+        self.predictions = predictions
+        self.models: dict[str, ServedModel] = {}
+        self.challenger_percent = 0.0
+        self.features = [f for v in spec.features.views for f in v.features] if spec.features else []
+        self._reload_lock = threading.Lock()
+        if storage.exists(traffic_key(spec.name)):
+            self.challenger_percent = float(
+                json.loads(storage.read_bytes(traffic_key(spec.name)))["challenger_percent"]
+            )
+
+    # -- models and traffic ---------------------------------------------------------------------
+    def reload(self, force: bool = False) -> dict[str, str | None]:
+        """Load the versions the aliases point at now (unchanged ones kept unless `force`); swap them in at once."""
+        from mlflow import MlflowClient
+
+        from aerodrome.registry.promote import champion_version, load_version
+
+        with self._reload_lock:
+            client = MlflowClient(tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.tracking_uri)
+            fresh: dict[str, ServedModel] = {}
+            for alias in (CHAMPION, CHALLENGER):
+                version = champion_version(client, self.spec.name, alias)
+                current = self.models.get(alias)
+                if version is None:
+                    continue
+                if current is not None and current.version == version and not force:
+                    fresh[alias] = current
+                    continue
+                with tempfile.TemporaryDirectory(prefix="aerodrome-serve-") as tmp:
+                    loaded = load_version(client, self.settings, self.spec.name, version, Path(tmp))
+                if loaded.predictor is None:
+                    log.error(
+                        "%s v%s (@%s): artifact digest differs from training; not served",
+                        self.spec.name,
+                        version,
+                        alias,
+                    )
+                    if current is not None:
+                        fresh[alias] = current
+                    continue
+                fresh[alias] = ServedModel(alias, version, loaded.predictor)
+            self.models = fresh
+        return self.versions()
+
+    def warm(self) -> None:
+        """Open the Feast store now (seconds of imports and registry reads), not on the first request."""
+        from aerodrome.features.repo import store_entry
+
+        if self.features:
+            store_entry(self.spec, self.settings).store.list_feature_views()
+
+    def versions(self) -> dict[str, str | None]:
+        models = self.models
+        return {alias: (models[alias].version if alias in models else None) for alias in (CHAMPION, CHALLENGER)}
+
+    def set_traffic(self, challenger_percent: float) -> None:
+        if not 0 <= challenger_percent <= 100:
+            raise ValueError(f"challenger_percent must lie in 0..100, not {challenger_percent}")
+        self.challenger_percent = float(challenger_percent)
+        record = {"challenger_percent": self.challenger_percent, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        self.storage.write_bytes(traffic_key(self.spec.name), json.dumps(record).encode())
+
+    def route(self, routing_key: str) -> ServedModel:
+        models = self.models
+        if CHAMPION not in models:
+            raise NoModelError(
+                f"{self.spec.name} has no @champion yet: promote a model first (promote_{self.spec.name})"
+            )
+        challenger = models.get(CHALLENGER)
+        if challenger is not None and bucket(routing_key) < self.challenger_percent * BUCKETS / 100:
+            return challenger
+        return models[CHAMPION]
+
+    # -- predictions ------------------------------------------------------------------------------
+    def predict(
+        self, rows: list[dict[str, Any]], request_id: str | None = None, routing_key: str | None = None
+    ) -> tuple[Answer, list[str]]:
+        """Predict `rows`; returns the answer and the errors met (a challenger's, answered by the champion)."""
+        from aerodrome.features.online import online_features
+
+        began = time.perf_counter()
+        request_id = request_id or uuid.uuid4().hex
+        events = request_events(self.spec, rows)
+        entities = entity_rows(self.spec, events)
+        key = routing_key or "|".join(str(v) for v in entities[0].values())
+        looked_up = online_features(self.spec, self.settings, entities) if self.features else {}
+        frame = model_frame(events, looked_up, self.features)
+        chosen, errors = self.route(key), []
+        try:
+            values = chosen.predictor.predict(frame)
+        except Exception as exc:  # a challenger's fault must not fail the client's request
+            if chosen.alias != CHALLENGER:
+                raise
+            errors.append(f"{chosen.alias} v{chosen.version}: {type(exc).__name__}: {exc}")
+            chosen = self.models[CHAMPION]
+            values = chosen.predictor.predict(frame)
+        latency = (time.perf_counter() - began) * 1000
+        answer = Answer(
+            request_id, self.spec.name, chosen.alias, chosen.version, [float(v) for v in values], bool(errors), latency
+        )
+        self.predictions.log(self._records(answer, frame))
+        return answer, errors
+
+    def _records(self, answer: Answer, frame: Any) -> list[dict[str, Any]]:
+        from aerodrome.features.builders import builder_for
+        from aerodrome.features.builders.base import EVENT_TIMESTAMP
+
+        served_at = datetime.now(UTC)
+        keys = list(self.spec.features.entities) if self.spec.features else []
+        request = list(self.spec.features.request_features) if self.spec.features else []
+        numbers = [c for c in dict.fromkeys([*request, *self.features]) if c in frame.columns and c not in keys]
+        # entity keys with their declared type, every feature as a float column (what the drift checks read)
+        kinds = self.spec.features.entities if self.spec.features else {}
+        typed = {k: "string" if kinds[k] == "string" else ("Int64" if kinds[k] == "int" else "float64") for k in keys}
+        plain = frame[keys].astype(typed).astype(object).where(frame[keys].notna(), None)
+        plain = plain.join(frame[numbers].astype("float64").astype(object).where(frame[numbers].notna(), None))
+        rows = plain.to_dict("records")
+        stamps = frame[EVENT_TIMESTAMP]
+        days = builder_for(self.spec).clock.local_day(stamps).dt.strftime("%Y-%m-%d").tolist()
+        return [
+            {
+                "request_id": answer.request_id,
+                "row": i,
+                "usecase": answer.usecase,
+                "served_at": served_at,
+                "event_timestamp": stamps.iloc[i].to_pydatetime(),
+                "event_day": days[i],  # the partition day of the event, as the pipelines count days
+                "alias": answer.alias,
+                "model_version": answer.version,
+                "prediction": value,
+                "fallback": answer.fallback,
+                "latency_ms": answer.latency_ms,
+                **values,
+            }
+            for i, (value, values) in enumerate(zip(answer.predictions, rows, strict=True))
+        ]
+
+
+class Gateway:
+    """Every use case with features, served from one process."""
+
+    def __init__(self, specs: list[UseCase], settings: Settings, storage: Storage, flush_seconds: float = 1.0) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.predictions = PredictionLog(storage, flush_seconds)
+        self.services = {s.name: UseCaseService(s, settings, storage, self.predictions) for s in specs if s.features}
+
+    def start(self) -> Gateway:
+        self.predictions.start()
+        for name, service in self.services.items():
+            try:
+                log.info("%s: serving %s", name, service.reload())
+                service.warm()
+            except Exception as exc:  # one use case's registry problem must not stop the others
+                log.error("%s: not ready: %s", name, exc)
+        return self
+
+    def close(self) -> None:
+        self.predictions.close()
