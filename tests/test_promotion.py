@@ -208,3 +208,26 @@ def test_the_promotion_metric_must_belong_to_the_task(tmp_path):
         load_usecase(folder)
     (folder / "usecase.yaml").write_text(text.replace("promotion: {metric: rmse}", ""))
     assert load_usecase(folder).promotion.metric == "mae"
+
+
+def test_canary_decisions_move_aliases_and_a_rollback_finds_the_previous_champion(registry):
+    from aerodrome.registry.aliases import AliasMove, move_alias
+    from aerodrome.registry.decisions import DecisionError, crown, previous_champion, reject, restore_champion
+
+    settings, storage = registry
+    client = _client(settings)
+    aliases = lambda: {a: str(v) for a, v in client.get_registered_model("flight_delay").aliases.items()}  # noqa: E731
+    assert aliases()["challenger"] == "2" and aliases()["champion"] == "1"
+    with pytest.raises(DecisionError, match="stale"):
+        crown(settings, storage, "flight_delay", "3", "test", "wrong version")
+    crown(settings, storage, "flight_delay", "2", "test / canary", "every step passed")
+    assert aliases()["champion"] == "2" and "challenger" not in aliases()
+    assert previous_champion(storage, "flight_delay") == "1"
+    restore_champion(settings, storage, "flight_delay", "test / rollback", "drill")
+    assert aliases()["champion"] == "1"
+
+    move_alias(client, storage, AliasMove("flight_delay", "challenger", "2", None, "test", "again"))
+    reject(settings, storage, "flight_delay", "2", "test / canary", "error rate 50%", {"step": 5})
+    assert aliases()["rejected"] == "2" and "challenger" not in aliases() and aliases()["champion"] == "1"
+    assert client.get_model_version("flight_delay", "2").tags["canary.reason"] == "error rate 50%"
+    assert verify_history(storage, "flight_delay") is None

@@ -217,10 +217,27 @@ class PromotionGates(_Strict):
 
 
 class CanaryPolicy(_Strict):
-    steps: list[int] = Field(default_factory=lambda: [5, 25, 50, 100])
-    analysis_minutes: int = 30
-    max_error_rate: float = 0.01
-    max_p99_latency_ms: float = 100.0
+    """How a challenger earns the champion's traffic (aerodrome.serving.canary).
+
+    After each step the canary watches `analysis_minutes` of live traffic and compares the challenger
+    with the champion; any failed check rolls it back at once.
+    """
+
+    steps: list[Annotated[float, Field(gt=0, le=100)]] = Field(default_factory=lambda: [5, 25, 50, 100])
+    analysis_minutes: float = Field(default=30, gt=0, description="Live traffic watched after each step")
+    min_requests: int = Field(default=20, ge=1, description="Challenger requests a step needs to be judged")
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    max_p99_latency_ms: float = Field(default=100.0, gt=0)
+    max_latency_ratio: float = Field(default=2.0, gt=0, description="Challenger p99 / champion p99")
+    max_prediction_psi: float = Field(default=0.25, gt=0, description="Shift of the challenger's predictions")
+    min_labelled: int = Field(default=50, ge=1, description="Labelled predictions per model to compare outcomes")
+    max_online_regression: float = Field(default=0.05, ge=0, description="Relative, on the online metric")
+
+    @model_validator(mode="after")
+    def _steps_rise_to_100(self) -> CanaryPolicy:
+        if self.steps != sorted(set(self.steps)) or self.steps[-1] != 100:
+            raise ValueError(f"canary.steps must rise strictly and end at 100, not {self.steps}")
+        return self
 
 
 class DriftPolicy(_Strict):

@@ -377,6 +377,107 @@ def build_promote_dag(spec: UseCase) -> DAG:
     return dag
 
 
+CANARY_DOC = """
+### Canary `{name}`
+
+One run per new challenger: each `challenger/{name}` event (a version passed its promotion gates) is
+keyed `v<version>`. By hand: a version in the form (default: the current `@challenger`).
+
+Steps the challenger's share of live traffic through the model gateway ({steps} %). After each step
+the task **defers** (no worker slot held) for {minutes:g} min of traffic, watched by
+`CanaryWindowTrigger` in the triggerer, then judges the challenger against the champion on the same
+window: enough traffic (≥ {min_requests} requests), error rate ≤ {max_error_rate:.1%}, p99 latency ≤ {p99:g}
+ms and ≤ {ratio:g}x the champion's, prediction shift (PSI) ≤ {psi:g}, and once outcomes arrive the online
+metric no more than {online:.0%} worse. Clear harm (errors, latency) stops the wait early.
+
+* **All steps pass** → `crown`: `@champion` moves to it (the previous champion stays registered),
+  the gateway reloads, traffic split back to 0 %, `champion/{name}` emitted.
+* **A step fails** → `rollback`: traffic to 0 % at once, alias `rejected` with the reason (also on
+  the version's tags and `registry/{name}/canary/`), an alert (log + `AERODROME_ALERT_CALLBACK`).
+  The run is failed, and the failed step's log says why. A challenger that errors never fails a
+  client: the gateway answers with the champion.
+
+The gateway: Airflow connection `aerodrome_gateway` if defined, else the one `make up` starts.
+"""
+
+ROLLBACK_DOC = """
+### Roll back `{name}`
+
+By hand only: points `@champion` back at the previous champion (from the alias history under
+`registry/{name}/alias_moves/`), or at the **version** in the form; sets the challenger's traffic to 0 %
+and reloads the gateway. The move is recorded with who triggered it and the **reason**.
+"""
+
+
+def build_canary_dag(spec: UseCase) -> DAG:
+    from airflow.sdk import TriggerRule
+
+    from aerodrome_airflow.canary import CanaryStepOperator, CrownChallengerOperator, RollbackCanaryOperator
+
+    policy = spec.canary
+    with DAG(
+        dag_id=f"canary_{spec.name}",
+        description=f"Canary of each {spec.name} challenger through the gateway: crown it or roll it back",
+        doc_md=CANARY_DOC.format(
+            name=spec.name,
+            steps=" → ".join(f"{p:g}" for p in policy.steps),
+            minutes=policy.analysis_minutes,
+            min_requests=policy.min_requests,
+            max_error_rate=policy.max_error_rate,
+            p99=policy.max_p99_latency_ms,
+            ratio=policy.max_latency_ratio,
+            psi=policy.max_prediction_psi,
+            online=policy.max_online_regression,
+        ),
+        schedule=PartitionedAssetTimetable(
+            assets=challenger_asset(spec.name), default_partition_mapper=IdentityMapper()
+        ),
+        start_date=_utc(spec.schedule.start_date),
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(spec),
+        tags=["aerodrome", "canary", spec.name, *spec.tags],
+        params={
+            "version": Param(
+                None, type=["null", "string"], title="Version", description="Default: the @challenger version"
+            ),
+        },
+    ) as dag:
+        steps = [
+            CanaryStepOperator(task_id=f"step_{p:g}".replace(".", "_"), usecase=spec.name, percent=p)
+            for p in policy.steps
+        ]
+        crown = CrownChallengerOperator(task_id="crown", usecase=spec.name, outlets=[champion_asset(spec.name)])
+        rollback = RollbackCanaryOperator(task_id="rollback", usecase=spec.name, trigger_rule=TriggerRule.ONE_FAILED)
+        for before, after in zip(steps, steps[1:], strict=False):
+            before >> after
+        steps[-1] >> crown
+        steps >> rollback
+    return dag
+
+
+def build_rollback_dag(spec: UseCase) -> DAG:
+    from aerodrome_airflow.canary import RestoreChampionOperator
+
+    with DAG(
+        dag_id=f"rollback_{spec.name}",
+        description=f"Manual rollback: {spec.name} @champion back to the previous champion",
+        doc_md=ROLLBACK_DOC.format(name=spec.name),
+        schedule=None,
+        start_date=_utc(spec.schedule.start_date),
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(spec),
+        tags=["aerodrome", "rollback", spec.name, *spec.tags],
+        params={
+            "version": Param(None, type=["null", "string"], title="Version (default: the previous champion)"),
+            "reason": Param("manual rollback", type="string", title="Reason (recorded)"),
+        },
+    ) as dag:
+        RestoreChampionOperator(task_id="restore_champion", usecase=spec.name, outlets=[champion_asset(spec.name)])
+    return dag
+
+
 RECONCILE_DOC = """
 ### Reconcile `{name}`
 
@@ -429,5 +530,7 @@ def build_usecase_dags(usecases_dir: Path | None = None) -> dict[str, DAG]:
     dags += [build_features_dag(spec) for spec in specs if spec.features]
     dags += [build_train_dag(spec) for spec in specs if spec.features]
     dags += [build_promote_dag(spec) for spec in specs if spec.features]
+    dags += [build_canary_dag(spec) for spec in specs if spec.features]
+    dags += [build_rollback_dag(spec) for spec in specs if spec.features]
     dags += [build_reconcile_dag(spec) for spec in specs if spec.expectations]
     return {dag.dag_id: dag for dag in dags}

@@ -18,21 +18,20 @@ def run_actor(context: Any) -> str:
     return f"{context['dag'].dag_id} / {context['run_id']}" + (f" (by {user})" if user else "")
 
 
-def requested_version(context: Any, spec, settings) -> str:
-    """The version a run is about: its `v<version>` partition key, else the form's `version`, else `@candidate`."""
+def requested_version(context: Any, spec, settings, fallback_alias: str = "candidate") -> str:
+    """The version a run is about: its `v<version>` partition key, else the form's `version`, else the alias's."""
     key = context.get("partition_key") or getattr(context.get("dag_run"), "partition_key", None)
     if key:
         return version_of_key(str(key))
     if form_param(context, "version"):
         return str(form_param(context, "version")).removeprefix("v")
-    from aerodrome.registry.aliases import CANDIDATE
     from aerodrome.registry.promote import champion_version
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-    found = champion_version(client, spec.name, CANDIDATE)
+    found = champion_version(client, spec.name, fallback_alias)
     if found is None:
-        raise fail_without_retry(f"{spec.name} has no version with alias @candidate: train one first")
+        raise fail_without_retry(f"{spec.name} has no version with alias @{fallback_alias}: nothing to work on")
     return found
 
 

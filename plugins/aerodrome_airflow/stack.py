@@ -36,9 +36,10 @@ def free_port() -> int:
 class EmbeddedStack:
     """`make up` in a child process on `port`, with `env` on top of the current environment."""
 
-    def __init__(self, home: Path, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(self, home: Path, env: dict[str, str], port: int | None = None, gateway_port: int = 0) -> None:
         self.home = Path(home)
         self.port = port or free_port()
+        self.gateway_port = gateway_port  # 0: no gateway
         self.base_url = f"http://{API_HOST}:{self.port}"
         self.env = {**os.environ, **env, "AIRFLOW_HOME": str(self.home)}
         self.proc: subprocess.Popen | None = None
@@ -49,7 +50,10 @@ class EmbeddedStack:
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.output, "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aerodrome_airflow.up", "--port", str(self.port), "--timeout", str(timeout_s)],
+            [
+                *(sys.executable, "-m", "aerodrome_airflow.up", "--port", str(self.port)),
+                *("--timeout", str(timeout_s), "--gateway-port", str(self.gateway_port)),
+            ],
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -58,6 +58,8 @@ ORPHAN_IDLE_S = 10.0
 _idle_since: dict[int, float] = {}
 ADMIN_USER = "admin"  # SimpleAuthManager's default `[core] simple_auth_manager_users = admin:admin`
 STOP_GRACE_S = 20.0
+GATEWAY_PORT = 8090
+GATEWAY_TOKENS_HINT = "$AERODROME_DATA_ROOT/gateway/tokens.json"
 
 # `airflow db migrate` through the CLI's main (which also writes airflow.cfg, with the fernet key and
 # the JWT secret, on a fresh home: it must exist *before* the components start, or each one generates
@@ -309,7 +311,7 @@ def prepare_metadata(env: dict[str, str], log_path: Path | None, timeout_s: floa
 def wait_until_healthy(base_url: str, components: list[Component], timeout_s: float) -> None:
     """Return once every component reports healthy; SystemExit if one dies or time runs out."""
     deadline = time.monotonic() + timeout_s
-    watched = tuple(c.name.replace("-", "_") for c in components if c.name != "api-server")
+    watched = tuple(c.name.replace("-", "_") for c in components if c.name not in ("api-server", "gateway"))
     doc = None
     while time.monotonic() < deadline:
         for c in components:
@@ -389,10 +391,23 @@ def list_dags(base_url: str, token: str, timeout_s: float) -> tuple[list[str], i
         time.sleep(0.5)
 
 
+def prepare_gateway(host: str, port: int) -> str:
+    """The gateway's URL and tokens in this environment, so every component (tasks, triggers) reaches it."""
+    from aerodrome.serving.tokens import ADMIN_TOKEN_ENV, TOKEN_ENV, URL_ENV, gateway_tokens
+
+    token, admin = gateway_tokens(os.environ["AERODROME_DATA_ROOT"])
+    url = f"http://{host}:{port}"
+    os.environ.update({TOKEN_ENV: token, ADMIN_TOKEN_ENV: admin, URL_ENV: url})
+    return url
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, help=f"UI/API port on {API_HOST} (default {API_PORT})")
     parser.add_argument("--no-triggerer", action="store_true", help="skip it (no deferrable tasks)")
+    parser.add_argument(
+        "--gateway-port", type=int, default=GATEWAY_PORT, help=f"model gateway on {API_HOST} (0: no gateway)"
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for healthy")
     parser.add_argument("--verbose", action="store_true", help="component output to the terminal")
     args = parser.parse_args(argv)
@@ -414,6 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     logs = None if args.verbose else home / "logs" / "up"
     names = [n for n in COMPONENTS if not (args.no_triggerer and n == "triggerer")]
     components = [Component(n, [airflow, *COMPONENTS[n]], logs / f"{n}.log" if logs else None) for n in names]
+    if args.gateway_port:
+        gateway_url = prepare_gateway(host, args.gateway_port)
+        argv = [sys.executable, "-m", "aerodrome.serving", "--host", host, "--port", str(args.gateway_port)]
+        components.append(Component("gateway", argv, logs / "gateway.log" if logs else None))
+        names.append("gateway")
     stopping: list[bool] = []
 
     def request_stop(signum, frame):
@@ -447,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
             except (OSError, ValueError, KeyError) as exc:
                 _say(f"could not list the DAGs through the API: {exc}")
         login = f"{ADMIN_USER} / {password}" if password else "as set in [core] simple_auth_manager_users"
-        print(f"\n  Airflow UI  {base_url}\n  login       {login}\n  Ctrl-C stops everything\n", flush=True)
+        gateway = f"\n  gateway     {gateway_url} (tokens in {GATEWAY_TOKENS_HINT})" if args.gateway_port else ""
+        print(f"\n  Airflow UI  {base_url}\n  login       {login}{gateway}\n  Ctrl-C stops everything\n", flush=True)
         while True:
             if not keep_running(components, dict(os.environ)):
                 return 1

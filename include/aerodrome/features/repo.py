@@ -243,6 +243,11 @@ def _registry_file(spec: UseCase, settings: Settings) -> Path:
     return repo_dir(spec, settings) / f"registry.{settings.online_store}.db"
 
 
+def registry_exists(spec: UseCase, settings: Settings) -> bool:
+    """Whether the use case's Feast definitions were applied here (a registry file exists)."""
+    return _registry_file(spec, settings).is_file()
+
+
 def apply_definitions(spec: UseCase, settings: Settings, force: bool = False) -> bool:
     """Register the spec's definitions in Feast when they changed; True when an apply ran.
 

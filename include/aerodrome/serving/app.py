@@ -1,7 +1,8 @@
 """The gateway's HTTP face (FastAPI): predict, models, health, Prometheus metrics, admin routes.
 
-Routes: `POST /v1/{usecase}/predict` and `GET /v1/{usecase}/models` need the serving token;
-`POST /admin/{usecase}/traffic` and `POST /admin/{usecase}/reload` need the separate admin token;
+Routes: `POST /v1/{usecase}/predict`, `POST /v1/{usecase}/labels`, `GET /v1/{usecase}/models` and
+`GET /v1/{usecase}/window` need the serving token; `POST /admin/{usecase}/traffic`, `.../reload` and
+`.../faults` (fault drills) need the separate admin token;
 `GET /health` and `GET /metrics` are open (loopback or the cluster network only).
 """
 
@@ -11,13 +12,14 @@ import hmac
 import logging
 import time
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from aerodrome.errors import AerodromeError
+from aerodrome.serving.faults import Fault
 from aerodrome.serving.gateway import Gateway, NoModelError
 from aerodrome.serving.inputs import RequestError
 
@@ -47,6 +49,29 @@ class TrafficRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     challenger_percent: float = Field(ge=0, le=100)
+
+
+class Label(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(max_length=128)
+    row: int = Field(default=0, ge=0, lt=MAX_ROWS)
+    label: float
+
+
+class LabelsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[Label] = Field(min_length=1, max_length=10_000)
+
+
+class FaultRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alias: Literal["champion", "challenger"] = "challenger"
+    error_share: float = Field(default=0.0, ge=0, le=1)
+    extra_latency_ms: float = Field(default=0.0, ge=0, le=10_000)
+    shift: float = Field(default=0.0, ge=-1e6, le=1e6)
 
 
 class Metrics:
@@ -151,6 +176,36 @@ def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
     def models(usecase: str) -> dict[str, Any]:
         svc = service(usecase)
         return {"usecase": usecase, "models": svc.versions(), "challenger_percent": svc.challenger_percent}
+
+    @app.post("/v1/{usecase}/labels", dependencies=[serving])
+    def labels(usecase: str, body: LabelsRequest) -> dict[str, Any]:
+        """Outcomes of earlier predictions (by request id and row), as they become known."""
+        return {"usecase": usecase, "accepted": service(usecase).add_labels([x.model_dump() for x in body.labels])}
+
+    @app.get("/v1/{usecase}/window", dependencies=[serving])
+    def window(usecase: str, seconds: float = Query(default=300, gt=0, le=86_400)) -> dict[str, Any]:
+        """Per alias over the last `seconds`: requests, errors, latency, predictions, online metric."""
+        svc = service(usecase)
+        return {
+            "usecase": usecase,
+            "seconds": seconds,
+            "models": svc.versions(),
+            "challenger_percent": svc.challenger_percent,
+            "aliases": svc.window.summary(seconds),
+        }
+
+    @app.post("/admin/{usecase}/faults", dependencies=[admin])
+    def start_fault(usecase: str, body: FaultRequest) -> dict[str, Any]:
+        fault = Fault(body.error_share, body.extra_latency_ms, body.shift)
+        service(usecase).set_fault(body.alias, fault)
+        return {"usecase": usecase, "alias": body.alias, "fault": body.model_dump()}
+
+    @app.delete("/admin/{usecase}/faults", dependencies=[admin])
+    def end_faults(usecase: str) -> dict[str, Any]:
+        svc = service(usecase)
+        for alias in list(svc.faults):
+            svc.set_fault(alias, None)
+        return {"usecase": usecase, "faults": {}}
 
     @app.post("/admin/{usecase}/traffic", dependencies=[admin])
     def traffic(usecase: str, body: TrafficRequest) -> dict[str, Any]:

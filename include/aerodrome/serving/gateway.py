@@ -24,8 +24,10 @@ from typing import Any
 
 from aerodrome.errors import AerodromeError
 from aerodrome.registry.aliases import CHALLENGER, CHAMPION
+from aerodrome.serving.faults import Fault
 from aerodrome.serving.inputs import entity_rows, model_frame, request_events
 from aerodrome.serving.predlog import PredictionLog
+from aerodrome.serving.window import Served, TrafficWindow
 from aerodrome.settings import Settings
 from aerodrome.storage import Storage
 from aerodrome.usecase import UseCase
@@ -57,6 +59,17 @@ class Answer:
     latency_ms: float
 
 
+def warm_up(predictor: Any, rounds: int = 3) -> None:
+    """Predict a few empty rows (missing numbers, unknown categories) so lazy set-up happens before traffic."""
+    import numpy as np
+    import pandas as pd
+
+    encoding = predictor.encoding
+    row = {**{c: np.nan for c in encoding.numeric}, **{c: None for c in encoding.categories}}
+    for _ in range(rounds):
+        predictor.predict(pd.DataFrame([row]))
+
+
 def bucket(routing_key: str) -> int:
     """The traffic bucket (0..9,999) of a routing key: the same key always lands in the same bucket."""
     return int.from_bytes(hashlib.sha256(routing_key.encode()).digest()[:8], "big") % BUCKETS
@@ -77,7 +90,12 @@ class UseCaseService:
         self.models: dict[str, ServedModel] = {}
         self.challenger_percent = 0.0
         self.features = [f for v in spec.features.views for f in v.features] if spec.features else []
+        from aerodrome.features.builders import builder_for
+
+        self.clock = builder_for(spec).clock
         self._reload_lock = threading.Lock()
+        self.window = TrafficWindow(spec.target.task)
+        self.faults: dict[str, Fault] = {}
         if storage.exists(traffic_key(spec.name)):
             self.challenger_percent = float(
                 json.loads(storage.read_bytes(traffic_key(spec.name)))["challenger_percent"]
@@ -113,15 +131,16 @@ class UseCaseService:
                     if current is not None:
                         fresh[alias] = current
                     continue
+                warm_up(loaded.predictor)  # the first prediction pays one-off costs: never a client's
                 fresh[alias] = ServedModel(alias, version, loaded.predictor)
             self.models = fresh
         return self.versions()
 
     def warm(self) -> None:
         """Open the Feast store now (seconds of imports and registry reads), not on the first request."""
-        from aerodrome.features.repo import store_entry
+        from aerodrome.features.repo import registry_exists, store_entry
 
-        if self.features:
+        if self.features and registry_exists(self.spec, self.settings):  # never create one: the pipelines do
             store_entry(self.spec, self.settings).store.list_feature_views()
 
     def versions(self) -> dict[str, str | None]:
@@ -157,58 +176,96 @@ class UseCaseService:
         request_id = request_id or uuid.uuid4().hex
         events = request_events(self.spec, rows)
         entities = entity_rows(self.spec, events)
-        key = routing_key or "|".join(str(v) for v in entities[0].values())
+        key = routing_key or ("|".join(str(v) for v in entities[0].values()) if entities else request_id)
         looked_up = online_features(self.spec, self.settings, entities) if self.features else {}
         frame = model_frame(events, looked_up, self.features)
         chosen, errors = self.route(key), []
         try:
-            values = chosen.predictor.predict(frame)
+            values = self._predict_with(chosen, frame)
         except Exception as exc:  # a challenger's fault must not fail the client's request
             if chosen.alias != CHALLENGER:
                 raise
             errors.append(f"{chosen.alias} v{chosen.version}: {type(exc).__name__}: {exc}")
+            self.window.record(Served(time.time(), chosen.alias, chosen.version, request_id, 0.0, (), True))
             chosen = self.models[CHAMPION]
-            values = chosen.predictor.predict(frame)
+            values = self._predict_with(chosen, frame)
         latency = (time.perf_counter() - began) * 1000
         answer = Answer(
             request_id, self.spec.name, chosen.alias, chosen.version, [float(v) for v in values], bool(errors), latency
         )
-        self.predictions.log(self._records(answer, frame))
+        predictions = tuple(answer.predictions)
+        self.window.record(Served(time.time(), chosen.alias, chosen.version, request_id, latency, predictions, False))
+        self.predictions.log(self._records(answer, events, frame))
         return answer, errors
 
-    def _records(self, answer: Answer, frame: Any) -> list[dict[str, Any]]:
-        from aerodrome.features.builders import builder_for
+    def _predict_with(self, model: ServedModel, frame: Any) -> Any:
+        fault = self.faults.get(model.alias)
+        if fault is None:
+            return model.predictor.predict(frame)
+        return fault.apply(model.predictor.predict, frame, self.spec.target.task == "classification")
+
+    def set_fault(self, alias: str, fault: Fault | None) -> None:
+        """Start (or with None, end) a fault drill on `alias`."""
+        faults = dict(self.faults)
+        if fault is None:
+            faults.pop(alias, None)
+        else:
+            faults[alias] = fault
+        self.faults = faults
+        log.warning("%s: fault drill on @%s: %s", self.spec.name, alias, fault or "ended")
+
+    def add_labels(self, labels: list[dict[str, Any]]) -> int:
+        """Outcomes of earlier requests (request_id, row, label): kept for the online metric and logged."""
+        received = datetime.now(UTC)
+        for item in labels:
+            self.window.label(str(item["request_id"]), int(item.get("row", 0)), float(item["label"]))
+        day = received.strftime("%Y-%m-%d")
+        self.predictions.log(
+            [
+                {
+                    "zone": "labels",
+                    "usecase": self.spec.name,
+                    "event_day": day,
+                    "received_at": received,
+                    "request_id": str(item["request_id"]),
+                    "row": int(item.get("row", 0)),
+                    "label": float(item["label"]),
+                }
+                for item in labels
+            ]
+        )
+        return len(labels)
+
+    def _records(self, answer: Answer, events: list[dict[str, Any]], frame: Any) -> list[dict[str, Any]]:
+        """One log record per row: ids, times, alias, version, entity keys, every feature, the prediction."""
         from aerodrome.features.builders.base import EVENT_TIMESTAMP
 
         served_at = datetime.now(UTC)
         keys = list(self.spec.features.entities) if self.spec.features else []
         request = list(self.spec.features.request_features) if self.spec.features else []
-        numbers = [c for c in dict.fromkeys([*request, *self.features]) if c in frame.columns and c not in keys]
-        # entity keys with their declared type, every feature as a float column (what the drift checks read)
-        kinds = self.spec.features.entities if self.spec.features else {}
-        typed = {k: "string" if kinds[k] == "string" else ("Int64" if kinds[k] == "int" else "float64") for k in keys}
-        plain = frame[keys].astype(typed).astype(object).where(frame[keys].notna(), None)
-        plain = plain.join(frame[numbers].astype("float64").astype(object).where(frame[numbers].notna(), None))
-        rows = plain.to_dict("records")
-        stamps = frame[EVENT_TIMESTAMP]
-        days = builder_for(self.spec).clock.local_day(stamps).dt.strftime("%Y-%m-%d").tolist()
-        return [
-            {
+        numbers = [c for c in dict.fromkeys([*request, *self.features]) if c not in keys]
+        values = frame[numbers].to_numpy(dtype="float64")
+        tz = self.clock.tz
+        out = []
+        for i, event in enumerate(events):
+            stamp = event[EVENT_TIMESTAMP]
+            record = {
                 "request_id": answer.request_id,
                 "row": i,
                 "usecase": answer.usecase,
                 "served_at": served_at,
-                "event_timestamp": stamps.iloc[i].to_pydatetime(),
-                "event_day": days[i],  # the partition day of the event, as the pipelines count days
+                "event_timestamp": stamp,
+                "event_day": stamp.astimezone(tz).strftime("%Y-%m-%d"),  # the partition day of the event
                 "alias": answer.alias,
                 "model_version": answer.version,
-                "prediction": value,
+                "prediction": answer.predictions[i],
                 "fallback": answer.fallback,
                 "latency_ms": answer.latency_ms,
-                **values,
             }
-            for i, (value, values) in enumerate(zip(answer.predictions, rows, strict=True))
-        ]
+            record.update({k: event[k] for k in keys})
+            record.update({name: (None if v != v else float(v)) for name, v in zip(numbers, values[i], strict=True)})
+            out.append(record)
+        return out
 
 
 class Gateway:

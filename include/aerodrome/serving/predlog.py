@@ -1,10 +1,11 @@
-"""The prediction log: every served prediction, durable within a second, as daily Parquet partitions.
+"""The prediction log: every served prediction (and every outcome posted later), durable within a second.
 
 `log()` only appends to a buffer (the request path never waits for a disk); a background thread
 writes the buffer every `flush_seconds` as one new file
 `predictions/<use case>/date=YYYY-MM-DD/part-<ms>-<pid>-<n>.parquet` (the day of the event the
 prediction is about), so a crash loses at most the last unflushed second and a file is never
-rewritten. `compact_day` merges a day's small files into one once the day is over.
+rewritten. Outcomes (labels) go the same way to `labels/<use case>/date=<day they arrived>/`.
+`compact_day` merges a day's small files into one once the day is over.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from aerodrome.storage import Storage
 ZONE = "predictions"
 
 
-def day_prefix(usecase: str, day: str) -> str:
-    return f"{ZONE}/{usecase}/date={day}"
+def day_prefix(usecase: str, day: str, zone: str = ZONE) -> str:
+    return f"{zone}/{usecase}/date={day}"
 
 
 class PredictionLog:
@@ -59,15 +60,15 @@ class PredictionLog:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
         for record in pending:
-            groups[(record["usecase"], record["event_day"])].append(record)
-        for (usecase, day), records in groups.items():
+            groups[(record.pop("zone", ZONE), record["usecase"], record["event_day"])].append(record)
+        for (zone, usecase, day), records in groups.items():
             self._files += 1
             sink = io.BytesIO()
             pq.write_table(pa.Table.from_pylist(records), sink)
             name = f"part-{int(time.time() * 1000)}-{os.getpid()}-{self._files}.parquet"
-            self.storage.write_bytes(f"{day_prefix(usecase, day)}/{name}", sink.getvalue())
+            self.storage.write_bytes(f"{day_prefix(usecase, day, zone)}/{name}", sink.getvalue())
         self.written += len(pending)
         return len(pending)
 
@@ -79,12 +80,12 @@ class PredictionLog:
         self.flush()
 
 
-def read_day(storage: Storage, usecase: str, day: str) -> Any:
-    """Every logged prediction of one day as a pandas frame (empty when none)."""
+def read_day(storage: Storage, usecase: str, day: str, zone: str = ZONE) -> Any:
+    """Every logged prediction (or, with zone `labels`, outcome) of one day as a pandas frame (empty when none)."""
     import pandas as pd
     import pyarrow.parquet as pq
 
-    keys = sorted(k for k in storage.list(day_prefix(usecase, day)) if k.endswith(".parquet"))
+    keys = sorted(k for k in storage.list(day_prefix(usecase, day, zone)) if k.endswith(".parquet"))
     frames = [pq.read_table(io.BytesIO(storage.read_bytes(k))).to_pandas() for k in keys]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

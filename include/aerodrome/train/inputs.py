@@ -8,6 +8,7 @@ model, so serving encodes a request exactly as training did: numbers as float32,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +76,10 @@ def model_columns(spec: UseCase) -> tuple[list[str], list[str]]:
     return numeric, categorical
 
 
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
 @dataclass(frozen=True)
 class FeatureEncoding:
     """Model inputs in a fixed order: `numeric` columns, then `categories` (column -> vocabulary)."""
@@ -126,11 +131,21 @@ class FeatureEncoding:
     def codes(self, frame: pd.DataFrame) -> np.ndarray:
         """Category codes as int64 (rows, categorical): 1.. for known values, `UNKNOWN` otherwise."""
         self._require(frame)
+        lookups = self._lookups
         columns = [
-            pd.Categorical(frame[c].astype("string").astype(object), categories=list(vocab)).codes.astype(np.int64) + 1
-            for c, vocab in self.categories.items()
+            np.fromiter(
+                (lookups[c].get(str(v), 0) if not _missing(v) else 0 for v in frame[c].tolist()),
+                dtype=np.int64,
+                count=len(frame),
+            )
+            for c in self.categories
         ]
         return np.column_stack(columns) if columns else np.zeros((len(frame), 0), dtype=np.int64)
+
+    @functools.cached_property
+    def _lookups(self) -> dict[str, dict[str, int]]:
+        """Per categorical column: value -> code (1-based, in vocabulary order)."""
+        return {c: {v: i + 1 for i, v in enumerate(vocab)} for c, vocab in self.categories.items()}
 
     def model_input(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The columns a served model takes, as plain types: numbers as float64, categories as str or None."""

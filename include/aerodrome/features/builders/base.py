@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
-from aerodrome.errors import SpecError
+from aerodrome.errors import SchemaError, SpecError
 from aerodrome.usecase import FeatureSpec, FeatureView, UseCase
 
 DAY = "_day"  # partition (interval) column: naive midnight of the partition date
@@ -119,6 +120,47 @@ def ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
         return pd.Series(np.where(den > 0, num / den, np.nan), index=numerator.index)
 
 
+# -- plain values of one raw row (event_row): missing is None / NaN, a wrong type names its column ----
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
+
+
+def utc_instant(value: Any, column: str) -> datetime:
+    """A UTC datetime from a timestamp, datetime or ISO-8601 text (naive = UTC)."""
+    if _missing(value):
+        raise SchemaError(f"{column} is required")
+    try:
+        stamp = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise SchemaError(f"{column}: {value!r} is not an ISO-8601 timestamp") from None
+    stamp = stamp.to_pydatetime() if isinstance(stamp, pd.Timestamp) else stamp
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+def number(value: Any, column: str) -> float:
+    if _missing(value):
+        return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise SchemaError(f"{column}: {value!r} is not a number") from None
+
+
+def whole(value: Any, column: str) -> int | None:
+    if _missing(value):
+        return None
+    result = number(value, column)
+    if not result.is_integer():
+        raise SchemaError(f"{column}: {value!r} is not a whole number")
+    return int(result)
+
+
+def text(value: Any) -> str | None:
+    return None if _missing(value) else str(value)
+
+
 class FeatureBuilder(ABC):
     """Computes the feature views a use case declares, from its validated partitions.
 
@@ -153,9 +195,27 @@ class FeatureBuilder(ABC):
     def prepare(self, history: pd.DataFrame) -> pd.DataFrame:
         """Add the derived columns every computation reads (event instants, outcomes, join keys)."""
 
+    # column -> pandas dtype of what `event_row` returns (besides `event_timestamp`)
+    EVENT_TYPES: dict[str, str] = {}
+
     @abstractmethod
+    def event_row(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """One event from the raw columns known at its prediction moment, as plain Python values:
+        `event_timestamp` (a UTC datetime), the join keys and the request features.
+
+        The one function that builds events: the training set (`entity_frame`) and the gateway (one
+        request row at a time) both go through it, so a request feature cannot differ between them.
+        """
+
     def entity_frame(self, history: pd.DataFrame) -> pd.DataFrame:
-        """One row per labelled event: `event_timestamp`, the join keys, request features and the target."""
+        """One row per event (`event_row` of each row of `history`) with the target column."""
+        records = history.to_dict("records")
+        frame = pd.DataFrame([self.event_row(r) for r in records], columns=[EVENT_TIMESTAMP, *self.EVENT_TYPES])
+        frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True).dt.as_unit("us")
+        frame = frame.astype(self.EVENT_TYPES)
+        target = self.spec.target.column
+        frame[target] = history[target].to_numpy()
+        return frame.set_axis(history.index)
 
     def horizon(self, day: date) -> datetime:
         """Instant up to which the rows of `day` are complete: materialize up to here."""

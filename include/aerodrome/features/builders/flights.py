@@ -14,8 +14,10 @@ scheduled departure only sees information available before it:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,8 +28,12 @@ from aerodrome.features.builders.base import (
     EVENT_TIMESTAMP,
     FeatureBuilder,
     WindowedName,
+    number,
     ratio,
+    text,
     trailing_sums,
+    utc_instant,
+    whole,
 )
 from aerodrome.usecase import FeatureView
 
@@ -136,26 +142,36 @@ class FlightsBuilder(FeatureBuilder):
         f["cancelled"] = cancelled.astype("float64")
         return f
 
-    def entity_frame(self, history: pd.DataFrame) -> pd.DataFrame:
-        f = self.prepare(history)
-        out = f[
-            [
-                "carrier",
-                "flight",
-                "origin",
-                "dest",
-                "tailnum",
-                "dep_hour",
-                "weekday",
-                "dep_minute_of_day",
-                "month",
-                "distance",
-                "arr_delay",
-            ]
-        ].copy()
-        out["flight"] = out["flight"].astype("Int64")
-        out.insert(0, EVENT_TIMESTAMP, f["sched_dep"])
-        return out
+    EVENT_TYPES = {
+        "carrier": "string",
+        "flight": "Int64",
+        "origin": "string",
+        "dest": "string",
+        "tailnum": "string",
+        "dep_hour": "int64",
+        "weekday": "int64",
+        "dep_minute_of_day": "int64",
+        "month": "int64",
+        "distance": "float64",
+    }
+
+    def event_row(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """A departure: scheduled at `time_hour` + `minute` (UTC); hour, weekday, minute and month local."""
+        departure = utc_instant(raw["time_hour"], "time_hour") + timedelta(minutes=number(raw["minute"], "minute"))
+        local = departure.astimezone(self.clock.tz)
+        return {
+            EVENT_TIMESTAMP: departure,
+            "carrier": text(raw["carrier"]),
+            "flight": whole(raw["flight"], "flight"),
+            "origin": text(raw["origin"]),
+            "dest": text(raw["dest"]),
+            "tailnum": text(raw["tailnum"]),
+            "dep_hour": local.hour,
+            "weekday": local.weekday(),
+            "dep_minute_of_day": local.hour * 60 + local.minute,
+            "month": local.month,
+            "distance": number(raw["distance"], "distance"),
+        }
 
     # -- computations --------------------------------------------------------------------------
 

@@ -6,6 +6,9 @@ Sales of hour H are known at H + 1 h; trailing rows for day D cover sales known 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -14,8 +17,12 @@ from aerodrome.features.builders.base import (
     EVENT_TIMESTAMP,
     FeatureBuilder,
     WindowedName,
+    number,
     ratio,
+    text,
     trailing_sums,
+    utc_instant,
+    whole,
 )
 from aerodrome.usecase import FeatureView
 
@@ -49,11 +56,30 @@ class StoreDemandBuilder(FeatureBuilder):
         f["temperature"] = history["temperature"].astype("float64")
         return f
 
-    def entity_frame(self, history: pd.DataFrame) -> pd.DataFrame:
-        f = self.prepare(history)
-        out = f[["store_id", "sku", "price", "promo", "temperature", "hour", "weekday", "units"]].copy()
-        out.insert(0, EVENT_TIMESTAMP, f["sold_at"])
-        return out
+    EVENT_TYPES = {
+        "store_id": "int64",
+        "sku": "string",
+        "price": "float64",
+        "promo": "float64",
+        "temperature": "float64",
+        "hour": "int64",
+        "weekday": "int64",
+    }
+
+    def event_row(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """A sale hour: at `sold_at` (UTC); hour and weekday local."""
+        sold_at = utc_instant(raw["sold_at"], "sold_at")
+        local = sold_at.astimezone(self.clock.tz)
+        return {
+            EVENT_TIMESTAMP: sold_at,
+            "store_id": whole(raw["store_id"], "store_id"),
+            "sku": text(raw["sku"]),
+            "price": number(raw["price"], "price"),
+            "promo": number(raw["promo"], "promo"),
+            "temperature": number(raw["temperature"], "temperature"),
+            "hour": local.hour,
+            "weekday": local.weekday(),
+        }
 
     def compute_trailing_sales(self, f: pd.DataFrame, view: FeatureView, days: list[pd.Timestamp]) -> pd.DataFrame:
         self.require_entities(view, [["store_id"], ["sku"], ["store_id", "sku"]])
