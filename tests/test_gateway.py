@@ -304,3 +304,17 @@ def test_a_killed_gateway_loses_at_most_the_last_second_of_its_log(served, tmp_p
     assert compact_day(LocalStorage(log_root), UC, DAY.isoformat()) == len(frame)
     again = read_day(LocalStorage(log_root), UC, DAY.isoformat())
     assert len(again) == len(frame) and set(again["request_id"]) - {"warm"} == logged
+
+
+def test_a_flight_without_a_tail_number_is_answered_with_its_tail_features_missing(client, served):
+    _, storage = served
+    row = {**requests_of(DAY, 1)[0], "tailnum": None}
+    answer = client.post("/v1/flight_delay/predict", json={"rows": [row], "request_id": "no-tail"}, headers=auth())
+    assert answer.status_code == 200, answer.text
+    client.gateway.predictions.flush()
+    logged = read_day(storage, UC, DAY.isoformat())
+    (record,) = logged[logged["request_id"] == "no-tail"].to_dict("records")
+    assert (
+        record["tailnum"] is None and pd.isna(record["tail_delay_rate_28d"]) and pd.isna(record["tail_prev_arr_delay"])
+    )
+    assert not pd.isna(record["carrier_delay_rate_7d"])  # the other views are found as usual

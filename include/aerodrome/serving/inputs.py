@@ -51,10 +51,18 @@ def request_events(spec: UseCase, rows: Sequence[Mapping[str, Any]]) -> list[dic
     return events
 
 
+# A missing join key (a flight without a tail number) matches no feature row, as in the training
+# set's point-in-time join; Feast cannot look up a null, so it looks up a value no entity has.
+NO_ENTITY = {"string": "\x00missing", "int": -(2**62), "float": float("-inf")}
+
+
 def entity_rows(spec: UseCase, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Feast entity rows (every join key of `features.entities`) of `events`."""
-    keys = list(spec.features.entities) if spec.features else []
-    return [{k: event[k] for k in keys} for event in events]
+    """Feast entity rows (every join key of `features.entities`) of `events`; a null key matches nothing."""
+    kinds = {k: str(t) for k, t in spec.features.entities.items()} if spec.features else {}
+    return [
+        {k: NO_ENTITY.get(kind, "\x00missing") if event[k] is None else event[k] for k, kind in kinds.items()}
+        for event in events
+    ]
 
 
 def model_frame(
