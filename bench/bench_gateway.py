@@ -16,6 +16,7 @@ few seconds, requests per second.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -77,6 +78,8 @@ def _env(settings) -> dict[str, str]:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "AERODROME_GATEWAY_TOKEN": "bench",
         "AERODROME_GATEWAY_ADMIN_TOKEN": "bench-admin",
+        # `mlflow models serve` starts `uvicorn` by name: the environment's bin folder must be on PATH
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
 
@@ -156,9 +159,8 @@ def run(quick: bool = False):
         inproc = _latency(lambda r: service.predict([r]), rows, warmup=20)
         gateway.close()
         columns = list(champion.encoding.columns)
-        mlflow_bodies = [
-            {"dataframe_split": {"columns": columns, "data": [f[columns].iloc[0].tolist()]}} for f in frames
-        ]
+        split = [json.loads(f[columns].iloc[[0]].to_json(orient="split", index=False)) for f in frames]
+        mlflow_bodies = [{"dataframe_split": {"columns": b["columns"], "data": b["data"]}} for b in split]
         mlflow_bodies = (mlflow_bodies * (requests // 100 + 1))[:requests]
 
         env = _env(settings)
@@ -211,8 +213,8 @@ def run(quick: bool = False):
             gw_rps = _throughput(gw_sender, rows, seconds=3 if quick else 5)
             ml_rps = _throughput(ml_sender, mlflow_bodies, seconds=3 if quick else 5)
         finally:
-            stop_tree(gw.pid)
-            stop_tree(ml.pid)
+            stop_tree(gw)
+            stop_tree(ml)
 
     note = f"{requests} sequential 1-row requests after a warm-up, one httpx client, same model"
     return [
