@@ -75,7 +75,11 @@ def served(tmp_path_factory):
     train_model(FLIGHTS, settings, storage, start, CLOCK.start_of(date(2013, 2, 1)).to_pydatetime())
     train_model(FLIGHTS, settings, storage, start, CLOCK.start_of(date(2013, 2, 15)).to_pydatetime(), seed=3)
     lenient = FLIGHTS.model_copy(
-        update={"promotion": FLIGHTS.promotion.model_copy(update={"max_slice_regression": 1, "min_improvement": -1})}
+        update={
+            "promotion": FLIGHTS.promotion.model_copy(
+                update={"max_slice_regression": 1, "min_improvement": -1, "latency_budget_ms": 1000}
+            )
+        }
     )
     for version in ("1", "2"):
         assert apply_decision(lenient, settings, storage, judge_candidate(lenient, settings, storage, version), "test")

@@ -83,11 +83,13 @@ class PredictionLog:
 def read_day(storage: Storage, usecase: str, day: str, zone: str = ZONE) -> Any:
     """Every logged prediction (or, with zone `labels`, outcome) of one day as a pandas frame (empty when none)."""
     import pandas as pd
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     keys = sorted(k for k in storage.list(day_prefix(usecase, day, zone)) if k.endswith(".parquet"))
-    frames = [pq.read_table(io.BytesIO(storage.read_bytes(k))).to_pandas() for k in keys]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    tables = [pq.read_table(io.BytesIO(storage.read_bytes(k))) for k in keys]
+    # a file whose feature was missing in every row has it as a null column: promote it to the others' type
+    return pa.concat_tables(tables, promote_options="default").to_pandas() if tables else pd.DataFrame()
 
 
 def compact_day(storage: Storage, usecase: str, day: str) -> int:
