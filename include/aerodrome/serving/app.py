@@ -14,7 +14,7 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -95,18 +95,9 @@ class Metrics:
         )
 
 
-class BearerToken:
-    """A route dependency: the request must carry `Authorization: Bearer <token>` (compared in constant time)."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token.encode()
-
-    def __call__(self, request: Request) -> None:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token):
-            raise HTTPException(
-                status_code=401, detail="a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-            )
+def _bearer_matches(request: Request, token: bytes) -> bool:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token)
 
 
 def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
@@ -114,7 +105,7 @@ def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
     if not token or not admin_token or token == admin_token:
         raise ValueError("the gateway needs two different, non-empty tokens (serving and admin)")
     metrics = Metrics()
-    serving, admin = Depends(BearerToken(token)), Depends(BearerToken(admin_token))
+    tokens = {"/v1/": token.encode(), "/admin/": admin_token.encode()}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -125,6 +116,20 @@ def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
             gateway.close()
 
     app = FastAPI(title="Aerodrome model gateway", version="1", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next):
+        """Every /v1/ route wants the serving token, every /admin/ route the admin token: checked before
+        anything is parsed, so an anonymous caller learns nothing about a request's shape."""
+        path = request.url.path
+        wanted = next((t for prefix, t in tokens.items() if path.startswith(prefix)), None)
+        if wanted is not None and not _bearer_matches(request, wanted):
+            return JSONResponse(
+                status_code=401,
+                content={"detail": "a valid bearer token is required"},
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await call_next(request)
 
     def service(usecase: str):
         found = gateway.services.get(usecase)
@@ -138,7 +143,7 @@ def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
     async def bad_request(_request: Request, exc: RequestError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
-    @app.post("/v1/{usecase}/predict", response_model=PredictResponse, dependencies=[serving])
+    @app.post("/v1/{usecase}/predict", response_model=PredictResponse)
     def predict(usecase: str, body: PredictRequest) -> PredictResponse:
         svc = service(usecase)
         began = time.perf_counter()
@@ -172,17 +177,17 @@ def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
             latency_ms=round(answer.latency_ms, 3),
         )
 
-    @app.get("/v1/{usecase}/models", dependencies=[serving])
+    @app.get("/v1/{usecase}/models")
     def models(usecase: str) -> dict[str, Any]:
         svc = service(usecase)
         return {"usecase": usecase, "models": svc.versions(), "challenger_percent": svc.challenger_percent}
 
-    @app.post("/v1/{usecase}/labels", dependencies=[serving])
+    @app.post("/v1/{usecase}/labels")
     def labels(usecase: str, body: LabelsRequest) -> dict[str, Any]:
         """Outcomes of earlier predictions (by request id and row), as they become known."""
         return {"usecase": usecase, "accepted": service(usecase).add_labels([x.model_dump() for x in body.labels])}
 
-    @app.get("/v1/{usecase}/window", dependencies=[serving])
+    @app.get("/v1/{usecase}/window")
     def window(usecase: str, seconds: float = Query(default=300, gt=0, le=86_400)) -> dict[str, Any]:
         """Per alias over the last `seconds`: requests, errors, latency, predictions, online metric."""
         svc = service(usecase)
@@ -194,27 +199,27 @@ def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
             "aliases": svc.window.summary(seconds),
         }
 
-    @app.post("/admin/{usecase}/faults", dependencies=[admin])
+    @app.post("/admin/{usecase}/faults")
     def start_fault(usecase: str, body: FaultRequest) -> dict[str, Any]:
         fault = Fault(body.error_share, body.extra_latency_ms, body.shift)
         service(usecase).set_fault(body.alias, fault)
         return {"usecase": usecase, "alias": body.alias, "fault": body.model_dump()}
 
-    @app.delete("/admin/{usecase}/faults", dependencies=[admin])
+    @app.delete("/admin/{usecase}/faults")
     def end_faults(usecase: str) -> dict[str, Any]:
         svc = service(usecase)
         for alias in list(svc.faults):
             svc.set_fault(alias, None)
         return {"usecase": usecase, "faults": {}}
 
-    @app.post("/admin/{usecase}/traffic", dependencies=[admin])
+    @app.post("/admin/{usecase}/traffic")
     def traffic(usecase: str, body: TrafficRequest) -> dict[str, Any]:
         svc = service(usecase)
         svc.set_traffic(body.challenger_percent)
         log.info("%s: challenger traffic %.1f %%", usecase, body.challenger_percent)
         return {"usecase": usecase, "models": svc.versions(), "challenger_percent": svc.challenger_percent}
 
-    @app.post("/admin/{usecase}/reload", dependencies=[admin])
+    @app.post("/admin/{usecase}/reload")
     def reload(usecase: str, force: bool = False) -> dict[str, Any]:
         svc = service(usecase)
         try:

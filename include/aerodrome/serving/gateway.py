@@ -278,6 +278,7 @@ class Gateway:
         self.services = {s.name: UseCaseService(s, settings, storage, self.predictions) for s in specs if s.features}
 
     def start(self) -> Gateway:
+        """Start the prediction log and load every use case's models (again after `close`: kept if unchanged)."""
         self.predictions.start()
         for name, service in self.services.items():
             try:

@@ -48,6 +48,8 @@ def request_events(spec: UseCase, rows: Sequence[Mapping[str, Any]]) -> list[dic
             events.append(builder.event_row(row))
         except AerodromeError as exc:
             raise RequestError(f"row {n}: {exc}") from None
+        except (TypeError, ValueError, OverflowError) as exc:  # a value of the wrong kind or range
+            raise RequestError(f"row {n}: {type(exc).__name__}: {exc}") from None
     return events
 
 

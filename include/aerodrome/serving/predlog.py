@@ -40,7 +40,11 @@ class PredictionLog:
         self.written = 0
 
     def start(self) -> PredictionLog:
-        self._thread.start()
+        """Start flushing (again, after `close`); a second call while running does nothing."""
+        if not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+            self._thread.start()
         return self
 
     def log(self, records: list[dict[str, Any]]) -> None:
