@@ -141,7 +141,12 @@ class UseCaseService:
         from aerodrome.features.repo import registry_exists, store_entry
 
         if self.features and registry_exists(self.spec, self.settings):  # never create one: the pipelines do
+            from aerodrome.features.online import online_features
+            from aerodrome.serving.inputs import entity_rows
+
             store_entry(self.spec, self.settings).store.list_feature_views()
+            nobody = {key: None for key in self.spec.features.entities}  # matches no row: opens the online store
+            online_features(self.spec, self.settings, entity_rows(self.spec, [nobody]))
 
     def versions(self) -> dict[str, str | None]:
         models = self.models
