@@ -320,13 +320,17 @@ def test_an_unset_form_param_means_the_default_split():
     assert given("2013-10-01")
 
 
-def test_asking_for_a_gpu_that_is_not_there_is_a_readable_error():
+def test_asking_for_a_gpu_that_is_not_there_is_a_readable_error(monkeypatch):
+    import torch
     from aerodrome.train.predictor import nvidia_gpu_present
     from aerodrome.train.torch_mlp import torch_device
     from aerodrome.train.xgb import xgboost_device
 
-    if nvidia_gpu_present():
-        pytest.skip("an NVIDIA GPU is visible here: there is no missing GPU to refuse")
+    # a machine without a GPU, also where one is present: no visible device for xgboost (the variable the
+    # code reads), and torch told so too (its CUDA state cannot be reset once initialised: the one stand-in)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not nvidia_gpu_present()
     assert xgboost_device("auto") == "cpu" and torch_device("auto").type == "cpu"
     with pytest.raises(DeviceUnavailableError, match="--device cuda"):
         xgboost_device("cuda")

@@ -69,6 +69,19 @@ def default_args(spec: UseCase) -> dict:
     return {"owner": spec.owner, "retries": 2, "retry_delay": timedelta(minutes=5)}
 
 
+def stage_dag(spec: UseCase, stage: str, **settings) -> DAG:
+    """The DAG `<stage>_<use case>`: owned and tagged from the spec, starting with its schedule, no catch-up
+    (events and sweeps start its runs); `settings` add to or override these."""
+    base = {
+        "dag_id": f"{stage}_{spec.name}",
+        "start_date": _utc(spec.schedule.start_date),
+        "catchup": False,
+        "default_args": default_args(spec),
+        "tags": ["aerodrome", stage, spec.name, *spec.tags],
+    }
+    return DAG(**{**base, **settings})
+
+
 def _ds_param() -> Param:
     return Param(
         None,
@@ -83,8 +96,9 @@ def build_ingest_dag(spec: UseCase) -> DAG:
     source = spec.source
     where = getattr(source, "path", None) or getattr(source, "table", "")
     last = spec.schedule.end_date
-    with DAG(
-        dag_id=f"ingest_{spec.name}",
+    with stage_dag(
+        spec,
+        "ingest",
         description=f"Ingest {spec.name} into raw/{spec.name}, one partition per interval",
         doc_md=INGEST_DOC.format(
             name=spec.name,
@@ -104,8 +118,6 @@ def build_ingest_dag(spec: UseCase) -> DAG:
         end_date=_utc(last) + timedelta(days=1) if last else None,
         catchup=spec.schedule.catchup,
         max_active_runs=4,
-        default_args=default_args(spec),
-        tags=["aerodrome", "ingest", spec.name, *spec.tags],
         params={
             "ds": _ds_param(),
             "replay_drop": Param(
@@ -157,16 +169,13 @@ of featured days starts one training run.
 
 
 def build_validate_dag(spec: UseCase) -> DAG:
-    with DAG(
-        dag_id=f"validate_{spec.name}",
+    with stage_dag(
+        spec,
+        "validate",
         description=f"Great Expectations gate: raw/{spec.name} -> validated/ or quarantine/",
         doc_md=VALIDATE_DOC.format(name=spec.name, count=len(spec.expectations)),
         schedule=PartitionedAssetTimetable(assets=raw_asset(spec.name), default_partition_mapper=IdentityMapper()),
-        start_date=_utc(spec.schedule.start_date),
-        catchup=False,
         max_active_runs=4,  # one partition per run: days are independent
-        default_args=default_args(spec),
-        tags=["aerodrome", "validate", spec.name, *spec.tags],
         params={
             "ds": _ds_param(),
             "release": Param(
@@ -183,18 +192,15 @@ def build_validate_dag(spec: UseCase) -> DAG:
 
 def build_features_dag(spec: UseCase) -> DAG:
     views = ", ".join(v.name for v in spec.features.views) if spec.features else "none"
-    with DAG(
-        dag_id=f"features_{spec.name}",
+    with stage_dag(
+        spec,
+        "features",
         description=f"Feast features of {spec.name}: offline store, materialize online, freshness",
         doc_md=FEATURES_DOC.format(name=spec.name, views=views),
         schedule=PartitionedAssetTimetable(
             assets=validated_asset(spec.name), default_partition_mapper=IdentityMapper()
         ),
-        start_date=_utc(spec.schedule.start_date),
-        catchup=False,
         max_active_runs=4,  # days compute in parallel; the online step waits for its frontier (publish_day)
-        default_args=default_args(spec),
-        tags=["aerodrome", "features", spec.name, *spec.tags],
         params={
             "ds": _ds_param(),
             "strict_freshness": Param(False, type="boolean", title="Fail on stale feature views"),
@@ -236,8 +242,9 @@ def build_train_dag(spec: UseCase) -> DAG:
         upstream_mapper=StartOfWeekMapper(input_format=DAY_KEY), window=WeekWindow(), wait_policy=WaitForAll()
     )
     plan = "ti.xcom_pull(task_ids='plan_window')"
-    with DAG(
-        dag_id=f"train_{spec.name}",
+    with stage_dag(
+        spec,
+        "train",
         description=f"Train {spec.name} ({spec.model.flavor}) on each week's sliding window; announce the candidate",
         doc_md=TRAIN_DOC.format(
             name=spec.name,
@@ -252,11 +259,7 @@ def build_train_dag(spec: UseCase) -> DAG:
             assets=featured | retrain,
             partition_mapper_config={featured: weekly, retrain: IdentityMapper()},
         ),
-        start_date=_utc(spec.schedule.start_date),
-        catchup=False,
         max_active_runs=1,
-        default_args=default_args(spec),
-        tags=["aerodrome", "train", spec.name, *spec.tags],
         params={
             "start": Param(None, type=["null", "string"], format="date", title="Window start (default: end - window)"),
             "end": Param(
@@ -325,8 +328,9 @@ def build_promote_dag(spec: UseCase) -> DAG:
     from airflow.providers.standard.operators.hitl import ApprovalOperator
 
     policy = spec.promotion
-    with DAG(
-        dag_id=f"promote_{spec.name}",
+    with stage_dag(
+        spec,
+        "promote",
         description=f"Promotion gates for each {spec.name} candidate: @challenger (or first @champion) or rejected",
         doc_md=PROMOTE_DOC.format(
             name=spec.name,
@@ -341,11 +345,7 @@ def build_promote_dag(spec: UseCase) -> DAG:
         schedule=PartitionedAssetTimetable(
             assets=candidate_asset(spec.name), default_partition_mapper=IdentityMapper()
         ),
-        start_date=_utc(spec.schedule.start_date),
-        catchup=False,
         max_active_runs=1,  # judged one at a time: each against the champion of the moment
-        default_args=default_args(spec),
-        tags=["aerodrome", "promote", spec.name, *spec.tags],
         params={
             "version": Param(
                 None, type=["null", "string"], title="Version", description="Default: the @candidate version"
@@ -415,8 +415,9 @@ def build_canary_dag(spec: UseCase) -> DAG:
     from aerodrome_airflow.canary import CanaryStepOperator, CrownChallengerOperator, RollbackCanaryOperator
 
     policy = spec.canary
-    with DAG(
-        dag_id=f"canary_{spec.name}",
+    with stage_dag(
+        spec,
+        "canary",
         description=f"Canary of each {spec.name} challenger through the gateway: crown it or roll it back",
         doc_md=CANARY_DOC.format(
             name=spec.name,
@@ -432,11 +433,7 @@ def build_canary_dag(spec: UseCase) -> DAG:
         schedule=PartitionedAssetTimetable(
             assets=challenger_asset(spec.name), default_partition_mapper=IdentityMapper()
         ),
-        start_date=_utc(spec.schedule.start_date),
-        catchup=False,
         max_active_runs=1,
-        default_args=default_args(spec),
-        tags=["aerodrome", "canary", spec.name, *spec.tags],
         params={
             "version": Param(
                 None, type=["null", "string"], title="Version", description="Default: the @challenger version"
@@ -459,16 +456,13 @@ def build_canary_dag(spec: UseCase) -> DAG:
 def build_rollback_dag(spec: UseCase) -> DAG:
     from aerodrome_airflow.canary import RestoreChampionOperator
 
-    with DAG(
-        dag_id=f"rollback_{spec.name}",
+    with stage_dag(
+        spec,
+        "rollback",
         description=f"Manual rollback: {spec.name} @champion back to the previous champion",
         doc_md=ROLLBACK_DOC.format(name=spec.name),
         schedule=None,
-        start_date=_utc(spec.schedule.start_date),
-        catchup=False,
         max_active_runs=1,
-        default_args=default_args(spec),
-        tags=["aerodrome", "rollback", spec.name, *spec.tags],
         params={
             "version": Param(None, type=["null", "string"], title="Version (default: the previous champion)"),
             "reason": Param("manual rollback", type="string", title="Reason (recorded)"),
@@ -494,16 +488,13 @@ first or last week): when every day is settled and at least {min_days} are featu
 
 
 def build_reconcile_dag(spec: UseCase) -> DAG:
-    with DAG(
-        dag_id=f"reconcile_{spec.name}",
+    with stage_dag(
+        spec,
+        "reconcile",
         description=f"Sweep: finish {spec.name} partitions left behind between zones, close incomplete weeks",
         doc_md=RECONCILE_DOC.format(name=spec.name, min_days=spec.model.min_week_days),
         schedule=CronTriggerTimetable("*/30 * * * *", timezone="UTC"),
-        start_date=_utc(spec.schedule.start_date),
-        catchup=False,
         max_active_runs=1,
-        default_args=default_args(spec),
-        tags=["aerodrome", "reconcile", spec.name, *spec.tags],
         params={
             "immediate": Param(False, type="boolean", title="Re-announce what is behind now (no grace)"),
         },
