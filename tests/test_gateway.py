@@ -30,6 +30,7 @@ from aerodrome.serving.app import create_app
 from aerodrome.serving.gateway import BUCKETS, Gateway, ServedModel, bucket
 from aerodrome.serving.inputs import request_columns
 from aerodrome.serving.predlog import compact_day, read_day
+from aerodrome.serving.replay import json_value
 from aerodrome.settings import Settings
 from aerodrome.storage import LocalStorage
 from aerodrome.train import train_model
@@ -43,19 +44,11 @@ DAY = date(2013, 2, 14)
 TOKEN, ADMIN = "serving-token", "admin-token"
 
 
-def plain(value):
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value.item() if hasattr(value, "item") else value
-
-
 def requests_of(day: date, count: int) -> list[dict]:
     """Raw schedule rows of `day` as a client sends them (no outcome columns)."""
     flights = load_flights()
     rows = flights[(flights["month"] == day.month) & (flights["day"] == day.day)].head(count)
-    return [{c: plain(row[c]) for c in request_columns(FLIGHTS)} for _, row in rows.iterrows()]
+    return [{c: json_value(row[c]) for c in request_columns(FLIGHTS)} for _, row in rows.iterrows()]
 
 
 @pytest.fixture(scope="module")

@@ -73,10 +73,9 @@ class Env:
         landing.write_bytes(key, frame.to_csv(index=False).encode())
 
     def mlflow(self):
-        from mlflow import MlflowClient
+        from aerodrome.registry.aliases import registry_client
 
-        uri = self.env["MLFLOW_TRACKING_URI"]
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+        return registry_client(self.env["MLFLOW_TRACKING_URI"])
 
     def finished(self, dag_id: str) -> list:
         return [r for r in self.stack.runs(dag_id) if r.state.value in ("success", "failed")]

@@ -22,7 +22,7 @@ def _write_spec(tmp_path: Path, mutate) -> Path:
     raw = yaml.safe_load((ROOT / "include/usecases/store_demand/usecase.yaml").read_text())
     mutate(raw)
     folder = tmp_path / raw["name"]
-    folder.mkdir()
+    folder.mkdir(parents=True)
     (folder / "usecase.yaml").write_text(yaml.safe_dump(raw))
     return folder
 
@@ -73,3 +73,17 @@ def test_invalid_yaml(tmp_path):
     (tmp_path / "usecase.yaml").write_text("name: [unclosed")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_usecase(tmp_path)
+
+
+def test_the_promotion_metric_must_belong_to_the_task(tmp_path):
+    folder = _write_spec(tmp_path, lambda r: r.update(promotion={"metric": "rmsee"}))
+    with pytest.raises(SpecError, match="promotion.metric 'rmsee' is not a regression metric"):
+        load_usecase(folder)
+    folder = _write_spec(tmp_path / "default", lambda r: r.pop("promotion"))
+    assert load_usecase(folder).promotion.metric == "mae"
+
+
+def test_canary_steps_must_rise_to_100(tmp_path):
+    folder = _write_spec(tmp_path, lambda r: r.update(canary={"steps": [50, 25]}))
+    with pytest.raises(SpecError, match="must rise strictly and end at 100"):
+        load_usecase(folder)

@@ -189,13 +189,11 @@ def promote_candidate(spec, storage, last_day: date, failures: list) -> list[str
     """Run the promotion DAG on the new candidate (gates vs the champion); the verdict's lines."""
     import json
 
+    from aerodrome.registry.aliases import CANDIDATE, alias_version, registry_client
     from aerodrome.registry.promote import report_key
     from aerodrome.settings import Settings
-    from mlflow import MlflowClient
 
-    uri = Settings.from_env().tracking_uri
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    version = str(client.get_model_version_by_alias(spec.name, "candidate").version)
+    version = alias_version(registry_client(Settings.from_env().tracking_uri), spec.name, CANDIDATE)
     _say(f"promotion gates for {spec.name} v{version} (promote_{spec.name}) ...")
     t0 = time.perf_counter()
     when = datetime(last_day.year, last_day.month, last_day.day, tzinfo=UTC) + timedelta(days=1)

@@ -25,11 +25,9 @@ def requested_version(context: Any, spec, settings, fallback_alias: str = "candi
         return version_of_key(str(key))
     if form_param(context, "version"):
         return str(form_param(context, "version")).removeprefix("v")
-    from aerodrome.registry.promote import champion_version
-    from mlflow import MlflowClient
+    from aerodrome.registry.aliases import alias_version, registry_client
 
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-    found = champion_version(client, spec.name, fallback_alias)
+    found = alias_version(registry_client(settings.tracking_uri), spec.name, fallback_alias)
     if found is None:
         raise fail_without_retry(f"{spec.name} has no version with alias @{fallback_alias}: nothing to work on")
     return found

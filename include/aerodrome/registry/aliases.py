@@ -77,17 +77,29 @@ def verify_history(storage: Storage, usecase: str) -> int | None:
     return None
 
 
+def registry_client(tracking_uri: str) -> Any:
+    """An MLflow client on one URI for tracking and registry (the settings' `tracking_uri`)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def alias_version(client: Any, model: str, alias: str) -> str | None:
+    """The version `alias` of `model` points at now, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(model, alias).version)
+    except MlflowException:
+        return None
+
+
 def move_alias(client: Any, storage: Storage, move: AliasMove) -> dict[str, Any]:
     """Point `move.alias` of `move.model` at `move.version` in MLflow (or remove it), then record the move.
 
     `move.previous` is filled from the registry as it was just before the move.
     """
-    from mlflow.exceptions import MlflowException
-
-    try:
-        previous: str | None = str(client.get_model_version_by_alias(move.model, move.alias).version)
-    except MlflowException:
-        previous = None
+    previous = alias_version(client, move.model, move.alias)
     if move.version is None:
         if previous is not None:
             client.delete_registered_model_alias(move.model, move.alias)

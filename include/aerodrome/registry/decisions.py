@@ -9,7 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from aerodrome.errors import AerodromeError
-from aerodrome.registry.aliases import CHALLENGER, CHAMPION, REJECTED, AliasMove, alias_history, move_alias
+from aerodrome.registry.aliases import (
+    CHALLENGER,
+    CHAMPION,
+    REJECTED,
+    AliasMove,
+    alias_history,
+    alias_version,
+    move_alias,
+    registry_client,
+)
 from aerodrome.settings import Settings
 from aerodrome.storage import Storage
 
@@ -18,30 +27,15 @@ class DecisionError(AerodromeError):
     """The registry is not in the state a decision expects (e.g. the challenger changed meanwhile)."""
 
 
-def _client(settings: Settings) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-
-
-def _alias(client: Any, model: str, alias: str) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(model, alias).version)
-    except MlflowException:
-        return None
-
-
 def _expect_challenger(client: Any, model: str, version: str) -> None:
-    current = _alias(client, model, CHALLENGER)
+    current = alias_version(client, model, CHALLENGER)
     if current != version:
         raise DecisionError(f"{model} @challenger is v{current}, not v{version}: this canary is stale")
 
 
 def crown(settings: Settings, storage: Storage, model: str, version: str, actor: str, reason: str) -> list[dict]:
     """The challenger passed every step: it becomes `champion`; `challenger` is removed."""
-    client = _client(settings)
+    client = registry_client(settings.tracking_uri)
     _expect_challenger(client, model, version)
     return [
         move_alias(client, storage, AliasMove(model, CHAMPION, version, None, actor, reason)),
@@ -53,7 +47,7 @@ def reject(
     settings: Settings, storage: Storage, model: str, version: str, actor: str, reason: str, details: dict
 ) -> list[dict]:
     """The challenger failed a step: alias `rejected` (with the reason on the version), `challenger` removed."""
-    client = _client(settings)
+    client = registry_client(settings.tracking_uri)
     _expect_challenger(client, model, version)
     client.set_model_version_tag(model, version, "canary.status", "rejected")
     client.set_model_version_tag(model, version, "canary.reason", reason[:4000])
@@ -76,8 +70,8 @@ def restore_champion(
     target = version or previous_champion(storage, model)
     if not target:
         raise DecisionError(f"{model} has no earlier champion to roll back to (see its alias history)")
-    client = _client(settings)
-    current = _alias(client, model, CHAMPION)
+    client = registry_client(settings.tracking_uri)
+    current = alias_version(client, model, CHAMPION)
     if current == target:
         raise DecisionError(f"{model} v{target} is the champion already")
     return move_alias(client, storage, AliasMove(model, CHAMPION, target, None, actor, reason))

@@ -25,7 +25,7 @@ import pandas as pd
 
 from aerodrome.errors import AerodromeError
 from aerodrome.features.training import build_training_set
-from aerodrome.registry.aliases import CHALLENGER, CHAMPION, AliasMove, move_alias
+from aerodrome.registry.aliases import CHALLENGER, CHAMPION, AliasMove, alias_version, move_alias, registry_client
 from aerodrome.registry.gates import (
     Gate,
     baseline_gate,
@@ -117,21 +117,6 @@ class PromotionReport:
         }
 
 
-def _client(settings: Settings) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-
-
-def champion_version(client: Any, name: str, alias: str = CHAMPION) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
-
-
 def load_version(client: Any, settings: Settings, name: str, version: str, folder: Path) -> LoadedVersion:
     """Download one version into `folder` and load its predictor (the digest is of what was downloaded)."""
     import mlflow
@@ -215,8 +200,8 @@ def judge_candidate(
     name = model_name(spec)
     policy = spec.promotion
     metric = str(policy.metric)
-    client = _client(settings)
-    champion = champion_version(client, name)
+    client = registry_client(settings.tracking_uri)
+    champion = alias_version(client, name, CHAMPION)
     if champion == str(version):
         raise PromotionError(f"{name} v{version} is the champion already: nothing to promote")
     with tempfile.TemporaryDirectory(prefix="aerodrome-promote-") as tmp:
@@ -303,7 +288,7 @@ def record_verdict(spec: UseCase, settings: Settings, storage: Storage, report: 
         "promotion.against": report.champion or "none",
         "promotion.report": storage.uri(key),
     }
-    client = _client(settings)
+    client = registry_client(settings.tracking_uri)
     for name, value in tags.items():
         client.set_model_version_tag(report.model, report.candidate, name, value)
     return key
@@ -314,14 +299,14 @@ def promote(settings: Settings, storage: Storage, verdict: dict[str, Any], actor
 
     Refuses a verdict that failed, or one judged against a champion that has changed since.
     """
-    client = _client(settings)
+    client = registry_client(settings.tracking_uri)
     model, version = verdict["model"], verdict["candidate"]
     if not verdict.get("passed"):
         raise PromotionError(f"{model} v{version} did not pass its gates: it cannot be promoted")
-    if champion_version(client, model) != verdict["champion"]:
+    if alias_version(client, model, CHAMPION) != verdict["champion"]:
         raise PromotionError(
             f"{model} v{version} was judged against champion v{verdict['champion']}, but the champion is now "
-            f"v{champion_version(client, model)}: judge it again"
+            f"v{alias_version(client, model, CHAMPION)}: judge it again"
         )
     against = f"v{verdict['champion']}" if verdict["champion"] else "no champion"
     move = AliasMove(

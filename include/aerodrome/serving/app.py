@@ -180,7 +180,7 @@ def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
     @app.get("/v1/{usecase}/models")
     def models(usecase: str) -> dict[str, Any]:
         svc = service(usecase)
-        return {"usecase": usecase, "models": svc.versions(), "challenger_percent": svc.challenger_percent}
+        return {"usecase": usecase, **svc.status()}
 
     @app.post("/v1/{usecase}/labels")
     def labels(usecase: str, body: LabelsRequest) -> dict[str, Any]:
@@ -194,8 +194,7 @@ def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
         return {
             "usecase": usecase,
             "seconds": seconds,
-            "models": svc.versions(),
-            "challenger_percent": svc.challenger_percent,
+            **svc.status(),
             "aliases": svc.window.summary(seconds),
         }
 
@@ -217,25 +216,22 @@ def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
         svc = service(usecase)
         svc.set_traffic(body.challenger_percent)
         log.info("%s: challenger traffic %.1f %%", usecase, body.challenger_percent)
-        return {"usecase": usecase, "models": svc.versions(), "challenger_percent": svc.challenger_percent}
+        return {"usecase": usecase, **svc.status()}
 
     @app.post("/admin/{usecase}/reload")
     def reload(usecase: str, force: bool = False) -> dict[str, Any]:
         svc = service(usecase)
         try:
-            versions = svc.reload(force)
+            svc.reload(force)
         except AerodromeError as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
-        return {"usecase": usecase, "models": versions, "challenger_percent": svc.challenger_percent}
+        return {"usecase": usecase, **svc.status()}
 
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {
             "status": "ok",
-            "usecases": {
-                n: {"models": s.versions(), "challenger_percent": s.challenger_percent}
-                for n, s in gateway.services.items()
-            },
+            "usecases": {name: svc.status() for name, svc in gateway.services.items()},
             "logged": gateway.predictions.written,
         }
 

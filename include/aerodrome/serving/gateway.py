@@ -89,10 +89,14 @@ class UseCaseService:
         self.predictions = predictions
         self.models: dict[str, ServedModel] = {}
         self.challenger_percent = 0.0
-        self.features = [f for v in spec.features.views for f in v.features] if spec.features else []
         from aerodrome.features.builders import builder_for
 
+        self.features = [f for v in spec.features.views for f in v.features] if spec.features else []
         self.clock = builder_for(spec).clock
+        # what a prediction-log record carries besides ids: the entity keys, then every model feature
+        self.log_keys = list(spec.features.entities) if spec.features else []
+        request = list(spec.features.request_features) if spec.features else []
+        self.log_numbers = [c for c in dict.fromkeys([*request, *self.features]) if c not in self.log_keys]
         self._reload_lock = threading.Lock()
         self.window = TrafficWindow(spec.target.task)
         self.faults: dict[str, Fault] = {}
@@ -104,15 +108,14 @@ class UseCaseService:
     # -- models and traffic ---------------------------------------------------------------------
     def reload(self, force: bool = False) -> dict[str, str | None]:
         """Load the versions the aliases point at now (unchanged ones kept unless `force`); swap them in at once."""
-        from mlflow import MlflowClient
-
-        from aerodrome.registry.promote import champion_version, load_version
+        from aerodrome.registry.aliases import alias_version, registry_client
+        from aerodrome.registry.promote import load_version
 
         with self._reload_lock:
-            client = MlflowClient(tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.tracking_uri)
+            client = registry_client(self.settings.tracking_uri)
             fresh: dict[str, ServedModel] = {}
             for alias in (CHAMPION, CHALLENGER):
-                version = champion_version(client, self.spec.name, alias)
+                version = alias_version(client, self.spec.name, alias)
                 current = self.models.get(alias)
                 if version is None:
                     continue
@@ -147,6 +150,10 @@ class UseCaseService:
             store_entry(self.spec, self.settings).store.list_feature_views()
             nobody = {key: None for key in self.spec.features.entities}  # matches no row: opens the online store
             online_features(self.spec, self.settings, entity_rows(self.spec, [nobody]))
+
+    def status(self) -> dict[str, Any]:
+        """What serves now: the version per alias and the challenger's traffic share."""
+        return {"models": self.versions(), "challenger_percent": self.challenger_percent}
 
     def versions(self) -> dict[str, str | None]:
         models = self.models
@@ -246,9 +253,7 @@ class UseCaseService:
         from aerodrome.features.builders.base import EVENT_TIMESTAMP
 
         served_at = datetime.now(UTC)
-        keys = list(self.spec.features.entities) if self.spec.features else []
-        request = list(self.spec.features.request_features) if self.spec.features else []
-        numbers = [c for c in dict.fromkeys([*request, *self.features]) if c not in keys]
+        keys, numbers = self.log_keys, self.log_numbers
         values = frame[numbers].to_numpy(dtype="float64")
         tz = self.clock.tz
         out = []

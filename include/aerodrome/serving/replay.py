@@ -21,7 +21,8 @@ from aerodrome.storage import Storage
 from aerodrome.usecase import UseCase
 
 
-def _plain(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A cell of a frame as a JSON value: None for any missing value, ISO text for instants."""
     import pandas as pd
 
     if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
@@ -43,7 +44,7 @@ def day_traffic(spec: UseCase, storage: Storage, day: date) -> tuple[list[dict[s
     frame = read_validated(storage, spec, day, day)
     columns = request_columns(spec)
     rows = [
-        {c: _plain(v) for c, v in zip(columns, values, strict=True)}
+        {c: json_value(v) for c, v in zip(columns, values, strict=True)}
         for values in frame[columns].itertuples(index=False)
     ]
     target = frame[spec.target.column]

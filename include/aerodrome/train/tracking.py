@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from aerodrome.registry.aliases import alias_version, registry_client
 from aerodrome.security.digest import tree_sha256
 from aerodrome.settings import Settings
 from aerodrome.train.predictor import Predictor
@@ -66,15 +67,6 @@ class LoggedCandidate:
     model_uri: str
     seconds: dict[str, float]
     previous: str | None = None  # the version the alias pointed at before
-
-
-def _alias_version(client: Any, name: str, alias: str) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
 
 
 def pip_requirements(flavor: str) -> list[str]:
@@ -144,7 +136,6 @@ def log_candidate(
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
-    from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.models import infer_signature
 
@@ -155,7 +146,7 @@ def log_candidate(
     name = model_name(spec)
     with tracking_uri(uri), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*``noload`` loader strategy is deprecated")  # MLflow's own
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client = registry_client(uri)
         exp_name = experiment_name(spec)
         artifacts = f"{settings.mlflow_artifact_root}/{spec.name}" if _local_database(uri) else None
         experiment_id = ensure_experiment(client, exp_name, artifacts)
@@ -188,7 +179,7 @@ def log_candidate(
             client.log_batch(run_id, metrics=metrics)
         logged = time.perf_counter()
         registered = mlflow.register_model(info.model_uri, name, tags=record.version_tags)
-        previous = _alias_version(client, name, CANDIDATE_ALIAS)
+        previous = alias_version(client, name, CANDIDATE_ALIAS)
         client.set_registered_model_alias(name, CANDIDATE_ALIAS, registered.version)
     done = time.perf_counter()
     return LoggedCandidate(
@@ -209,9 +200,8 @@ def version_trained_by(model_name: str, dag_id: str, run_id: str, tracking_uri: 
     Works the same whichever backend trained it (a local subprocess or a pod that returns nothing to
     Airflow): the version carries `airflow_dag_id` / `airflow_run_id` tags.
     """
-    from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = registry_client(tracking_uri)
     found = [
         v
         for v in client.search_model_versions(f"name = '{model_name}'")
