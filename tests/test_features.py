@@ -36,6 +36,7 @@ from aerodrome.ingest import ingest_interval, partition_key, read_partition
 from aerodrome.ingest.partition import DATA_FILE, MANIFEST_FILE
 from aerodrome.ingest.run import landing_storage
 from aerodrome.landing import feed_for
+from aerodrome.serving.inputs import entity_rows, request_events
 from aerodrome.settings import Settings
 from aerodrome.storage import LocalStorage
 from aerodrome.usecase import ColumnType, UseCase, load_usecase
@@ -231,6 +232,29 @@ def test_materialize_is_incremental_and_freshness_follows_the_ttl(repo):
     assert stale == {"origin_weather", "origin_departures"} and "older than 3:00:00" in late.summary()
 
 
+def test_online_rows_equal_feasts_own_materialization(lake):
+    """Our window-scoped materialization leaves the online store as Feast's `materialize` does."""
+    seed_end, end = builder_for(FLIGHTS).horizon(LAST - timedelta(days=9)), builder_for(FLIGHTS).horizon(LAST)
+    ours = settings_for(Path(lake.root), feature_namespace=f"ours{uuid.uuid4().hex[:6]}")
+    feasts = settings_for(Path(lake.root), feature_namespace=f"feast{uuid.uuid4().hex[:6]}")
+    materialize(FLIGHTS, ours, seed_end)
+    step = materialize(FLIGHTS, ours, end)
+    assert all(v.rows > 0 and v.start == seed_end for v in step.views)  # incremental: from the watermark
+    apply_definitions(FLIGHTS, feasts)
+    store = feature_store(FLIGHTS, feasts)
+    for view in FLIGHTS.features.views:
+        store.materialize(seed_end - timedelta(hours=view.ttl_hours), seed_end, feature_views=[view.name])
+    store.materialize_incremental(end)
+    flights = read_validated(lake, FLIGHTS, LAST, LAST).head(300).drop(columns=["_day"])
+    keys = entity_rows(FLIGHTS, request_events(FLIGHTS, flights.to_dict("records")))
+    got = online_features(FLIGHTS, ours, keys)
+    assert got == online_features(FLIGHTS, feasts, keys)
+    assert all(
+        sum(v is not None for v in got[f]) > len(keys) // 2
+        for f in ["temp", "carrier_delay_rate_7d", "tail_prev_arr_delay"]
+    ), got
+
+
 def latest_rows(storage: LocalStorage, spec: UseCase, view: str, keys: dict, at: datetime) -> pd.Series:
     frame = view_rows(storage, spec, view)
     for key, value in keys.items():
@@ -383,3 +407,16 @@ def test_a_catch_up_leaves_the_online_step_to_the_newest_day(tmp_path):
     later = publish_day(FLIGHTS, settings, storage, "2013-03-20")
     assert later.online_up_to is None and later.waiting_for == ("2013-03-19",)
     assert publish_day(FLIGHTS, settings, storage, "2013-03-19").online_up_to == "2013-03-20"
+
+
+def test_the_serving_reader_returns_what_feast_returns(lake, repo):
+    from aerodrome.features.online import OnlineReader
+
+    flights = read_validated(lake, FLIGHTS, LAST, LAST).head(200).drop(columns=["_day"])
+    keys = entity_rows(FLIGHTS, request_events(FLIGHTS, flights.to_dict("records")))
+    keys.append({**keys[0], "carrier": "ZZ", "tailnum": "\x00missing"})  # nothing stored for these
+    reader = OnlineReader(FLIGHTS, repo)
+    got = reader.read(keys)
+    feast = online_features(FLIGHTS, repo, keys)
+    assert set(got) == set(reader.features) and got == {f: feast[f] for f in reader.features}
+    assert got["carrier_delay_rate_7d"][-1] is None and got["temp"][-1] is not None

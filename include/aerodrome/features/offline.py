@@ -25,6 +25,7 @@ from aerodrome.storage import Storage
 from aerodrome.usecase import ColumnType, FeatureView, UseCase
 
 VALIDATED_ZONE = "validated"
+DAY_SLACK = timedelta(days=2)  # a day's feature rows are stamped within this of the day (UTC)
 FEATURES_ZONE = "features"
 
 _ARROW = {
@@ -55,6 +56,46 @@ def view_prefix(spec: UseCase, view: str) -> str:
 def view_glob(storage: Storage, spec: UseCase, view: str) -> str:
     """Every Parquet file of a view, as the offline store reads them (absolute path or s3:// URI)."""
     return f"{storage.uri(view_prefix(spec, view))}/*/{DATA_FILE}"
+
+
+def view_days(storage: Storage, spec: UseCase, view: str) -> list[date]:
+    """The days of a view's offline partitions, oldest first."""
+    return [date.fromisoformat(p.removeprefix("date=")) for p in storage.partitions(view_prefix(spec, view))]
+
+
+def read_view_window(storage: Storage, spec: UseCase, view: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """A view's offline rows stamped in [start, end], reading only the partitions that can hold them.
+
+    A day's partition holds rows stamped within `DAY_SLACK` of that day (checked when it is written),
+    so the cost follows the window, not the history stored.
+    """
+    first, last = start.date() - DAY_SLACK, end.date() + DAY_SLACK
+    frames = [
+        pd.read_parquet(io.BytesIO(storage.read_bytes(f"{view_prefix(spec, view)}/date={d}/{DATA_FILE}")))
+        for d in view_days(storage, spec, view)
+        if first <= d <= last
+    ]
+    if not frames:
+        return pd.DataFrame()
+    rows = pd.concat(frames, ignore_index=True)
+    stamps = rows[EVENT_TIMESTAMP]
+    return rows[(stamps >= start) & (stamps <= end)].reset_index(drop=True)
+
+
+def latest_stamp(storage: Storage, spec: UseCase, view: str, now: datetime) -> datetime | None:
+    """The newest row stamp of a view at or before `now`, reading partitions newest first."""
+    best: datetime | None = None
+    for day in reversed(view_days(storage, spec, view)):
+        if day - DAY_SLACK > now.date():
+            continue  # every row of that day is stamped after `now`
+        if best is not None and day + DAY_SLACK < best.date():
+            break  # older days cannot hold a newer stamp
+        data = storage.read_bytes(f"{view_prefix(spec, view)}/date={day}/{DATA_FILE}")
+        stamps = pq.read_table(io.BytesIO(data), columns=[EVENT_TIMESTAMP]).column(EVENT_TIMESTAMP).to_pandas()
+        stamps = stamps[stamps <= now]
+        if len(stamps) and (best is None or stamps.max() > best):
+            best = stamps.max().to_pydatetime()
+    return best
 
 
 def validated_days(storage: Storage, spec: UseCase) -> list[date]:
@@ -107,6 +148,22 @@ def conform_view(spec: UseCase, view: FeatureView, frame: pd.DataFrame) -> pa.Ta
     return pa.table(arrays)
 
 
+def _require_stamps_near(spec: UseCase, view: str, day: date, table: pa.Table) -> None:
+    """A day's rows must be stamped within `DAY_SLACK` of it: the online step reads by day."""
+    if not table.num_rows:
+        return
+    stamps = table.column(EVENT_TIMESTAMP).to_pandas()
+    low = pd.Timestamp(day - DAY_SLACK, tz="UTC")
+    high = pd.Timestamp(day + DAY_SLACK + timedelta(days=1), tz="UTC")
+    outside = stamps[(stamps < low) | (stamps >= high)]
+    if len(outside):
+        raise SchemaError(
+            f"feature view {view!r} of {spec.name!r}, day {day}: {len(outside)} row(s) stamped outside "
+            f"{low:%Y-%m-%d} .. {high:%Y-%m-%d} UTC (e.g. {outside.iloc[0]}); a day's builder must stamp "
+            f"its rows within {DAY_SLACK.days} days of the day"
+        )
+
+
 def _by_day(frames: dict[str, pd.DataFrame]) -> dict[str, dict[pd.Timestamp | None, pd.DataFrame]]:
     """Each view's rows split by partition day; key None holds an empty frame with the columns."""
     return {
@@ -134,6 +191,7 @@ def _write_day(
     for view in spec.features.views:
         by_day = frames[view.name]
         table = conform_view(spec, view, by_day.get(pd.Timestamp(day), by_day[None]))
+        _require_stamps_near(spec, view.name, day, table)
         data = _parquet(table)
         key = f"{view_prefix(spec, view.name)}/date={ds}"
         manifest = {

@@ -98,6 +98,7 @@ class UseCaseService:
         request = list(spec.features.request_features) if spec.features else []
         self.log_numbers = [c for c in dict.fromkeys([*request, *self.features]) if c not in self.log_keys]
         self._reload_lock = threading.Lock()
+        self.reader: Any = None  # the online store reader, opened by `warm` or the first request
         self.window = TrafficWindow(spec.target.task)
         self.faults: dict[str, Fault] = {}
         if storage.exists(traffic_key(spec.name)):
@@ -137,6 +138,8 @@ class UseCaseService:
                 warm_up(loaded.predictor)  # the first prediction pays one-off costs: never a client's
                 fresh[alias] = ServedModel(alias, version, loaded.predictor)
             self.models = fresh
+        if self.reader is not None:
+            self.warm()  # the feature definitions may have changed too: read them again
         return self.versions()
 
     def warm(self) -> None:
@@ -144,12 +147,12 @@ class UseCaseService:
         from aerodrome.features.repo import registry_exists, store_entry
 
         if self.features and registry_exists(self.spec, self.settings):  # never create one: the pipelines do
-            from aerodrome.features.online import online_features
-            from aerodrome.serving.inputs import entity_rows
+            from aerodrome.features.online import OnlineReader
 
             store_entry(self.spec, self.settings).store.list_feature_views()
+            self.reader = OnlineReader(self.spec, self.settings)
             nobody = {key: None for key in self.spec.features.entities}  # matches no row: opens the online store
-            online_features(self.spec, self.settings, entity_rows(self.spec, [nobody]))
+            self.reader.read(entity_rows(self.spec, [nobody]))
 
     def status(self) -> dict[str, Any]:
         """What serves now: the version per alias and the challenger's traffic share."""
@@ -182,14 +185,12 @@ class UseCaseService:
         self, rows: list[dict[str, Any]], request_id: str | None = None, routing_key: str | None = None
     ) -> tuple[Answer, list[str]]:
         """Predict `rows`; returns the answer and the errors met (a challenger's, answered by the champion)."""
-        from aerodrome.features.online import online_features
-
         began = time.perf_counter()
         request_id = request_id or uuid.uuid4().hex
         events = request_events(self.spec, rows)
         entities = entity_rows(self.spec, events)
         key = routing_key or ("|".join(str(v) for v in entities[0].values()) if entities else request_id)
-        looked_up = online_features(self.spec, self.settings, entities) if self.features else {}
+        looked_up = self._look_up(entities) if self.features else {}
         frame = model_frame(events, looked_up, self.features)
         chosen, errors = self.route(key), []
         try:
@@ -209,6 +210,14 @@ class UseCaseService:
         self.window.record(Served(time.time(), chosen.alias, chosen.version, request_id, latency, predictions, False))
         self.predictions.log(self._records(answer, events, frame))
         return answer, errors
+
+    def _look_up(self, entities: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        reader = self.reader
+        if reader is None:
+            from aerodrome.features.online import OnlineReader
+
+            reader = self.reader = OnlineReader(self.spec, self.settings)
+        return reader.read(entities)
 
     def _predict_with(self, model: ServedModel, frame: Any) -> Any:
         fault = self.faults.get(model.alias)
