@@ -132,6 +132,7 @@ def _throughput(make_send, bodies: list, threads: int = 4, seconds: float = 4.0)
 
 def run(quick: bool = False):
     import httpx
+    import pandas as pd
     from aerodrome.serving.gateway import Gateway
     from aerodrome.serving.inputs import entity_rows, model_frame, request_events
     from aerodrome.serving.replay import day_traffic
@@ -151,9 +152,8 @@ def run(quick: bool = False):
         frames = []
         for row in rows[:100]:
             events = request_events(spec, [row])
-            frames.append(
-                model_frame(events, online_features(spec, settings, entity_rows(spec, events)), service.features)
-            )
+            looked_up = online_features(spec, settings, entity_rows(spec, events))
+            frames.append(pd.DataFrame(model_frame(events, looked_up, service.features)))
         champion = service.models["champion"].predictor
         bare = _latency(lambda f: champion.predict(f), frames * (requests // 100), warmup=20)
         inproc = _latency(lambda r: service.predict([r]), rows, warmup=20)

@@ -164,7 +164,7 @@ def test_a_failing_challenger_never_fails_the_client(client):
 
     class RaisesOnUnitedFlights:
         def predict(self, frame):
-            if (frame["carrier"] == "UA").any():
+            if "UA" in list(frame["carrier"]):  # plain columns or a DataFrame
                 raise RuntimeError("injected fault")
             return real.predictor.predict(frame)
 

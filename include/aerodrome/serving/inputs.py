@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pandas as pd
-
 from aerodrome.errors import AerodromeError
 from aerodrome.features.builders import builder_for
 from aerodrome.train.inputs import leaky_columns
@@ -69,10 +67,15 @@ def entity_rows(spec: UseCase, events: Sequence[Mapping[str, Any]]) -> list[dict
 
 def model_frame(
     events: Sequence[Mapping[str, Any]], looked_up: Mapping[str, Sequence[Any]], features: Sequence[str]
-) -> pd.DataFrame:
-    """One row per event with each looked-up feature (missing: NaN): what a predictor takes."""
-    rows = [{**event, **{name: _float(looked_up[name][i]) for name in features}} for i, event in enumerate(events)]
-    return pd.DataFrame(rows)
+) -> dict[str, list[Any]]:
+    """Columns (name -> one value per event): the event's values and each looked-up feature (missing: NaN).
+
+    Plain columns, not a DataFrame: a predictor encodes both the same way (`FeatureEncoding`), and a
+    1-row DataFrame costs more than the model call.
+    """
+    columns: dict[str, list[Any]] = {name: [event[name] for event in events] for name in (events[0] if events else ())}
+    columns.update({name: [_float(v) for v in looked_up[name]] for name in features})
+    return columns
 
 
 def _float(value: Any) -> float:

@@ -9,7 +9,7 @@ model, so serving encodes a request exactly as training did: numbers as float32,
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,17 @@ def model_columns(spec: UseCase) -> tuple[list[str], list[str]]:
     return numeric, categorical
 
 
+# What a predictor scores: a DataFrame (training, evaluation, the MLflow pyfunc) or plain columns
+# (column -> one value per row), which the gateway builds for a request without pandas' overhead.
+Frame = pd.DataFrame | Mapping[str, Sequence[Any]]
+
+
+def row_count(frame: Frame) -> int:
+    if isinstance(frame, pd.DataFrame):
+        return len(frame)
+    return len(next(iter(frame.values()))) if frame else 0
+
+
 def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and value != value)
 
@@ -112,35 +123,45 @@ class FeatureEncoding:
             categories[column] = tuple(value for value, _ in ranked)
         return cls(tuple(numeric), categories)
 
-    def _require(self, frame: pd.DataFrame) -> None:
-        missing = [c for c in self.columns if c not in frame.columns]
+    def _require(self, frame: Frame) -> None:
+        present = frame.columns if isinstance(frame, pd.DataFrame) else frame
+        missing = [c for c in self.columns if c not in present]
         if missing:
             raise TrainingError(
                 f"model input lacks column(s) {', '.join(missing)} (expected: {', '.join(self.columns)})"
             )
 
-    def numbers(self, frame: pd.DataFrame) -> np.ndarray:
+    def numbers(self, frame: Frame) -> np.ndarray:
         """Numeric features as float32 (rows, numeric); missing values are NaN."""
         self._require(frame)
         try:
-            values = frame[list(self.numeric)].astype("float64")
+            if isinstance(frame, pd.DataFrame):
+                values = frame[list(self.numeric)].astype("float64")
+                return values.to_numpy(dtype=np.float32, na_value=np.nan)
+            if not self.numeric:
+                return np.zeros((row_count(frame), 0), dtype=np.float32)
+            # None -> NaN, as pandas does; one (numeric, rows) array, transposed
+            return np.array([frame[c] for c in self.numeric], dtype=np.float64).T.astype(np.float32)
         except (TypeError, ValueError) as exc:
             raise TrainingError(f"a numeric feature holds a value that is not a number: {exc}") from None
-        return values.to_numpy(dtype=np.float32, na_value=np.nan)
 
-    def codes(self, frame: pd.DataFrame) -> np.ndarray:
+    def codes(self, frame: Frame) -> np.ndarray:
         """Category codes as int64 (rows, categorical): 1.. for known values, `UNKNOWN` otherwise."""
         self._require(frame)
-        lookups = self._lookups
+        lookups, rows = self._lookups, row_count(frame)
+        plain = not isinstance(frame, pd.DataFrame)
         columns = [
             np.fromiter(
-                (lookups[c].get(str(v), 0) if not _missing(v) else 0 for v in frame[c].tolist()),
+                (
+                    lookups[c].get(str(v), 0) if not _missing(v) else 0
+                    for v in (frame[c] if plain else frame[c].tolist())
+                ),
                 dtype=np.int64,
-                count=len(frame),
+                count=rows,
             )
             for c in self.categories
         ]
-        return np.column_stack(columns) if columns else np.zeros((len(frame), 0), dtype=np.int64)
+        return np.column_stack(columns) if columns else np.zeros((rows, 0), dtype=np.int64)
 
     @functools.cached_property
     def _lookups(self) -> dict[str, dict[str, int]]:

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
-from aerodrome.train.inputs import FeatureEncoding, TrainingError
+from aerodrome.train.inputs import FeatureEncoding, Frame, TrainingError
 
 PREDICTOR_FILE = "predictor.json"
 FLAVORS = {
@@ -50,7 +49,10 @@ class Predictor(ABC):
         self.encoding = encoding
 
     @abstractmethod
-    def predict(self, frame: pd.DataFrame) -> np.ndarray: ...
+    def predict(self, frame: Frame) -> np.ndarray: ...
+
+    def set_threads(self, threads: int) -> None:  # noqa: B027 (a hook: flavors without a thread pool ignore it)
+        """CPU threads one `predict` call may use (a server answering 1-row requests wants 1)."""
 
     @abstractmethod
     def save_weights(self, folder: Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from aerodrome.train.inputs import UNKNOWN, DeviceUnavailableError, FeatureEncoding, TrainingError
+from aerodrome.train.inputs import UNKNOWN, DeviceUnavailableError, FeatureEncoding, Frame, TrainingError, row_count
 from aerodrome.train.predictor import FitReport, Predictor, check_params, cpu_threads, nvidia_gpu_present
 
 MODEL_FILE = "model.ubj"
@@ -56,7 +56,7 @@ def xgboost_device(requested: str = "auto") -> str:
     return "cuda" if requested in ("cuda", "auto") and cuda else "cpu"
 
 
-def feature_matrix(encoding: FeatureEncoding, frame: pd.DataFrame) -> np.ndarray:
+def feature_matrix(encoding: FeatureEncoding, frame: Frame) -> np.ndarray:
     """Numbers, then category codes as XGBoost wants them (0-based, unknown = NaN), as float32."""
     codes = encoding.codes(frame).astype(np.float32) - 1
     codes[codes == UNKNOWN - 1] = np.nan
@@ -74,10 +74,13 @@ class XGBoostPredictor(Predictor):
         super().__init__(task, encoding)
         self.booster = booster
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        if len(frame) == 0:
+    def predict(self, frame: Frame) -> np.ndarray:
+        if row_count(frame) == 0:
             return np.zeros(0)
         return np.asarray(self.booster.inplace_predict(feature_matrix(self.encoding, frame)), dtype=np.float64)
+
+    def set_threads(self, threads: int) -> None:
+        self.booster.set_param({"nthread": threads})
 
     def save_weights(self, folder: Path) -> dict[str, Any]:
         (folder / MODEL_FILE).write_bytes(bytes(self.booster.save_raw("ubj")))
