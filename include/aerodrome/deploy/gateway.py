@@ -1,0 +1,174 @@
+"""The model gateway (`python -m aerodrome.serving`, image `docker/gateway`) as a Deployment and a Service.
+
+One replica on purpose: the traffic weight the canary sets through `/admin/{uc}/traffic` and the live
+window it judges (`/v1/{uc}/window`) live in the gateway process, and the Service hands each admin
+call to one pod. `Recreate` keeps it one process during a rollout too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aerodrome.deploy.names import PART_OF, DeployError, dns_label
+from aerodrome.serving.tokens import ADMIN_TOKEN_ENV, TOKEN_ENV
+from aerodrome.usecase import UseCase
+
+DATA_MOUNT = "/opt/aerodrome/data"  # the image's AERODROME_DATA_ROOT and the owner of its files
+GATEWAY_UID = 50000  # docker/gateway/Dockerfile: GATEWAY_UID, group 0
+TOKEN_KEYS = {TOKEN_ENV: "token", ADMIN_TOKEN_ENV: "admin-token"}
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Where and how the gateway runs in the cluster; every credential comes from a Secret.
+
+    `data_claim` is the PersistentVolumeClaim mounted at /opt/aerodrome/data, shared with Airflow
+    (prediction log, traffic weights, Feast registry); without one an emptyDir stands in (a try-out:
+    nothing written there outlives the pod). With an `s3://` `data_root` the volume still holds
+    the Feast registry.
+    """
+
+    image: str = "aerodrome/gateway:latest"
+    namespace: str = "aerodrome"
+    name: str = "aerodrome-gateway"
+    port: int = 8090
+    image_pull_policy: str = "IfNotPresent"
+    cpu: str = "1"
+    memory: str = "2Gi"
+    data_root: str = DATA_MOUNT
+    data_claim: str | None = None
+    mlflow_tracking_uri: str = "http://mlflow:5000"
+    online_store: str = "redis"
+    tokens_secret: str = "aerodrome-gateway-tokens"  # keys `token` and `admin-token`
+    redis_secret: tuple[str, str] = ("aerodrome-redis", "url")  # AERODROME_REDIS_URL (holds the password)
+    secret_env: dict[str, tuple[str, str]] = field(default_factory=dict)  # env -> (secret, key)
+    env: dict[str, str] = field(default_factory=dict)  # further plain settings
+    service_account: str | None = None  # e.g. one bound to an IAM role that reads the S3 data root
+
+    def __post_init__(self) -> None:
+        dns_label(self.name, "gateway name")
+        dns_label(self.namespace, "namespace")
+        if not 0 < self.port < 65536:
+            raise DeployError(f"gateway port {self.port} is not a TCP port (1-65535)")
+
+
+def _labels(settings: GatewaySettings) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "aerodrome-gateway", "app.kubernetes.io/instance": settings.name}
+
+
+def _env(settings: GatewaySettings) -> list[dict[str, Any]]:
+    plain = {
+        "AERODROME_DATA_ROOT": settings.data_root,
+        "AERODROME_ONLINE_STORE": settings.online_store,
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "HOME": "/tmp",  # the root filesystem is read-only; libraries keep their caches under $HOME
+    }
+    if "://" in settings.data_root:  # the Feast registry stays a file: keep it on the shared volume
+        plain["AERODROME_FEATURE_REPO"] = f"{DATA_MOUNT}/feature_repo"
+    plain |= settings.env
+    secrets = {env: (settings.tokens_secret, key) for env, key in TOKEN_KEYS.items()}
+    if settings.online_store == "redis":
+        secrets["AERODROME_REDIS_URL"] = settings.redis_secret
+    secrets |= settings.secret_env
+    env: list[dict[str, Any]] = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+    env += [{"name": k, "value": v} for k, v in plain.items() if k not in secrets]
+    env += [
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}} for k, (name, key) in secrets.items()
+    ]
+    return env
+
+
+def gateway_deployment(specs: list[UseCase], settings: GatewaySettings) -> dict[str, Any]:
+    """The gateway serving `specs` (every use case in the image when empty): non-root, read-only root fs."""
+    labels = PART_OF | _labels(settings) | {"app.kubernetes.io/component": "gateway"}
+    args = ["-m", "aerodrome.serving", "--host", "$(POD_IP)", "--port", str(settings.port)]
+    for spec in specs:
+        args += ["--usecase", spec.name]
+    probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 5}
+    container = {
+        "name": "gateway",
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python"],
+        "args": args,
+        "ports": [{"name": "http", "containerPort": settings.port, "protocol": "TCP"}],
+        "env": _env(settings),
+        "resources": {
+            "requests": {"cpu": settings.cpu, "memory": settings.memory},
+            "limits": {"cpu": settings.cpu, "memory": settings.memory},
+        },
+        # models load before /health answers: up to 5 minutes to start, then liveness takes over
+        "startupProbe": probe | {"periodSeconds": 5, "failureThreshold": 60},
+        "readinessProbe": probe | {"periodSeconds": 10, "failureThreshold": 3},
+        "livenessProbe": probe | {"periodSeconds": 20, "failureThreshold": 3},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "data", "mountPath": DATA_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    data = (
+        {"name": "data", "persistentVolumeClaim": {"claimName": settings.data_claim}}
+        if settings.data_claim
+        else {"name": "data", "emptyDir": {}}
+    )
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,  # the gateway never calls the Kubernetes API
+        "securityContext": {
+            "runAsUser": GATEWAY_UID,
+            "runAsGroup": 0,
+            "fsGroup": 0,
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [data, {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}],
+    }
+    if settings.service_account:
+        pod_spec["serviceAccountName"] = settings.service_account
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": settings.name, "namespace": settings.namespace, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": _labels(settings)},
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(settings.port),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def gateway_service(settings: GatewaySettings) -> dict[str, Any]:
+    """ClusterIP Service in front of the gateway: `http://<name>.<namespace>.svc:<port>` inside the cluster."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": settings.name,
+            "namespace": settings.namespace,
+            "labels": PART_OF | _labels(settings) | {"app.kubernetes.io/component": "gateway"},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": _labels(settings),
+            "ports": [{"name": "http", "port": settings.port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def gateway_manifests(specs: list[UseCase], settings: GatewaySettings) -> list[dict[str, Any]]:
+    return [gateway_deployment(specs, settings), gateway_service(settings)]
