@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     specs = [s for s in discover_usecases(settings.usecases_dir) if not args.usecase or s.name in args.usecase]
     gateway = Gateway(specs, settings, open_storage(settings.data_root, settings), args.flush_seconds)
     token, admin_token = gateway_tokens(settings.data_root)
-    uvicorn.run(create_app(gateway, token, admin_token), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        create_app(gateway, token, admin_token), host=args.host, port=args.port, log_level="warning", access_log=False
+    )
 
 
 if __name__ == "__main__":

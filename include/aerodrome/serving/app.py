@@ -95,9 +95,35 @@ class Metrics:
         )
 
 
-def _bearer_matches(request: Request, token: bytes) -> bool:
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token)
+def _bearer_matches(headers: list[tuple[bytes, bytes]], token: bytes) -> bool:
+    given = next((v for k, v in headers if k == b"authorization"), b"")
+    scheme, _, value = given.partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), token)
+
+
+class TokenGuard:
+    """Every /v1/ route wants the serving token, every /admin/ route the admin token: checked before
+    anything is parsed, so an anonymous caller learns nothing about a request's shape.
+
+    A plain ASGI middleware (Starlette's `BaseHTTPMiddleware` costs a task and a stream per request).
+    """
+
+    def __init__(self, app: Any, tokens: dict[str, bytes]) -> None:
+        self.app, self.tokens = app, tokens
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            wanted = next((t for prefix, t in self.tokens.items() if path.startswith(prefix)), None)
+            if wanted is not None and not _bearer_matches(scope["headers"], wanted):
+                refused = JSONResponse(
+                    status_code=401,
+                    content={"detail": "a valid bearer token is required"},
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
@@ -117,19 +143,7 @@ def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
 
     app = FastAPI(title="Aerodrome model gateway", version="1", lifespan=lifespan)
 
-    @app.middleware("http")
-    async def require_token(request: Request, call_next):
-        """Every /v1/ route wants the serving token, every /admin/ route the admin token: checked before
-        anything is parsed, so an anonymous caller learns nothing about a request's shape."""
-        path = request.url.path
-        wanted = next((t for prefix, t in tokens.items() if path.startswith(prefix)), None)
-        if wanted is not None and not _bearer_matches(request, wanted):
-            return JSONResponse(
-                status_code=401,
-                content={"detail": "a valid bearer token is required"},
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return await call_next(request)
+    app.add_middleware(TokenGuard, tokens=tokens)
 
     def service(usecase: str):
         found = gateway.services.get(usecase)
