@@ -420,3 +420,29 @@ def test_the_serving_reader_returns_what_feast_returns(lake, repo):
     feast = online_features(FLIGHTS, repo, keys)
     assert set(got) == set(reader.features) and got == {f: feast[f] for f in reader.features}
     assert got["carrier_delay_rate_7d"][-1] is None and got["temp"][-1] is not None
+
+
+def test_a_day_behind_the_watermark_reaches_the_online_store_when_rewritten(lake, tmp_path):
+    """A day released late (or re-run) is written again; entities with newer rows keep them."""
+    import shutil
+
+    late, horizon = LAST - timedelta(days=1), builder_for(FLIGHTS).horizon(LAST)
+    root = tmp_path / "data"
+    shutil.copytree(Path(lake.root) / "features", root / "features")
+    storage, settings = LocalStorage(root), settings_for(root, feature_repo=str(tmp_path / "repo"))
+    partition = root / "features/flight_delay/tail_last_flight" / f"date={late}"
+    shutil.move(partition, tmp_path / "held")  # the late day is not released yet
+    materialize(FLIGHTS, settings, horizon)
+    others = set(view_rows(storage, FLIGHTS, "tail_last_flight")["tailnum"])
+    shutil.move(tmp_path / "held", partition)
+    released = set(pd.read_parquet(partition / DATA_FILE)["tailnum"].dropna())
+    only_late, newer_too = sorted(released - others)[:5], sorted(released & others)[:5]
+    assert only_late and newer_too
+    keys = [{"carrier": "x", "origin": "x", "dest": "x", "tailnum": t, "dep_hour": 0, "weekday": 0} for t in only_late]
+    keys += [{**keys[0], "tailnum": t} for t in newer_too]
+    assert online_features(FLIGHTS, settings, keys)["tail_prev_arr_delay"][: len(only_late)] == [None] * len(only_late)
+    assert materialize(FLIGHTS, settings, horizon).rows == 0  # the watermark is past the late day
+    assert materialize(FLIGHTS, settings, horizon, day=late).rows > 0
+    newest = [latest_rows(storage, FLIGHTS, "tail_last_flight", {"tailnum": k["tailnum"]}, horizon) for k in keys]
+    got = online_features(FLIGHTS, settings, keys)
+    assert got["tail_prev_arr_delay"] == pytest.approx([r["tail_prev_arr_delay"] for r in newest], nan_ok=True)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
+from aerodrome.features.builders import builder_for
 from aerodrome.features.builders.base import EVENT_TIMESTAMP
-from aerodrome.features.offline import latest_stamp, read_view_window
+from aerodrome.features.offline import DAY_SLACK, latest_stamp, read_view_window
 from aerodrome.features.repo import (
     apply_definitions,
     feature_store,
@@ -95,12 +96,15 @@ def _latest_per_entity(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return rows.sort_values(EVENT_TIMESTAMP, kind="stable").drop_duplicates(keys, keep="last")
 
 
-def materialize(spec: UseCase, settings: Settings, end: datetime) -> MaterializeResult:
+def materialize(spec: UseCase, settings: Settings, end: datetime, day: date | None = None) -> MaterializeResult:
     """Bring the online store up to `end`: incremental from each view's watermark (seeded over its TTL).
 
     The window's rows are read from the partitions that can hold them (not the view's whole history),
     reduced to the newest row per entity and written with Feast's `write_to_online_store`; the view's
     watermark then moves to `end` in the Feast registry, as Feast's own `materialize` records it.
+    `day`: the day just (re)computed. When the watermark has passed it already (a day released from
+    quarantine late, or re-run after a fix), its rows are written again: the window then starts at
+    that day and ends at the watermark, so an entity keeps its newest row and the store never goes back.
     """
     end = _utc(end)
     require_offline_rows(spec, settings)
@@ -109,23 +113,33 @@ def materialize(spec: UseCase, settings: Settings, end: datetime) -> Materialize
     store.refresh_registry()
     storage = open_storage(settings.data_root, settings)
     project = project_name(spec, settings)
+    revisit = None
+    if day is not None:
+        revisit = (_utc(builder_for(spec).horizon(day)), datetime.combine(day - DAY_SLACK, datetime.min.time(), UTC))
     done, seconds = [], 0.0
     for view in features_of(spec).views:
         registered = store.get_feature_view(view.name)
-        watermark = registered.most_recent_end_time
-        if watermark is not None and _utc(watermark) >= end:
-            done.append(ViewMaterialization(view.name, _utc(watermark), end, 0, 0, skipped=True))
+        watermark = _utc(registered.most_recent_end_time) if registered.most_recent_end_time else None
+        upto = max(end, watermark) if watermark else end
+        if watermark is None:
+            start = end - timedelta(hours=view.ttl_hours)
+        elif revisit is not None and revisit[0] <= watermark:
+            start = revisit[1]  # the day lies behind the watermark: write its window again
+        elif watermark >= end:
+            done.append(ViewMaterialization(view.name, watermark, end, 0, 0, skipped=True))
             continue
-        start = end - timedelta(hours=view.ttl_hours) if watermark is None else _utc(watermark)
-        rows = read_view_window(storage, spec, view.name, start, end)
+        else:
+            start = watermark
+        rows = read_view_window(storage, spec, view.name, start, upto)
         latest = _latest_per_entity(rows, list(view.entities))
         began = time.perf_counter()
         with quiet_dependencies():
             if len(latest):
                 store.write_to_online_store(view.name, df=latest, transform_on_write=False)
-            store.registry.apply_materialization(registered, project, start, end, commit=True)
+            if watermark is None or upto > watermark:
+                store.registry.apply_materialization(registered, project, start, upto, commit=True)
         seconds += time.perf_counter() - began
-        done.append(ViewMaterialization(view.name, start, end, len(rows), len(latest)))
+        done.append(ViewMaterialization(view.name, start, upto, len(rows), len(latest)))
     store.refresh_registry()
     return MaterializeResult(spec.name, settings.online_store, end, seconds, tuple(done))
 

@@ -122,7 +122,7 @@ def publish_day(spec: UseCase, settings: Settings, storage: Storage, ds: str) ->
         applied = apply_definitions(spec, settings)
         clock["apply"] = time.perf_counter() - began - clock["compute"]
         with contextlib.redirect_stdout(io.StringIO()):  # Feast's progress bars
-            materialized = materialize(spec, settings, horizon)
+            materialized = materialize(spec, settings, horizon, day=date.fromisoformat(ds))
         clock["materialize"] = time.perf_counter() - began - clock["compute"] - clock["apply"]
         freshness = check_freshness(spec, settings, horizon)
         clock["freshness"] = time.perf_counter() - began - sum(clock.values())
