@@ -142,23 +142,27 @@ def _newest_run(stack: EmbeddedStack, stage: str, key: str):
 
 
 def _steady_day(stack: EmbeddedStack, day: str) -> dict[str, float]:
-    """One day again, keyed, from the REST client to its features; seconds per stage from run times."""
+    """One day again, keyed, from the REST client to its features; seconds per stage from run and task times."""
     before = _featured(stack).get(day, 0)
     stack.trigger(f"ingest_{UC}", partition_key=day)
     stack.wait_for(lambda: _featured(stack).get(day, 0) > before, 300, "the steady-state day", every_s=0.5)
-    ingest, validate, features = (_newest_run(stack, stage, day) for stage in ("ingest", "validate", "features"))
+    runs = {stage: _newest_run(stack, stage, day) for stage in ("ingest", "validate", "features")}
 
     def span(a, b) -> float:
         return (b - a).total_seconds()
 
-    return {
-        "total": span(ingest.queued_at, features.end_date),
-        "ingest": span(ingest.queued_at, ingest.end_date),
-        "hop_validate": span(ingest.end_date, validate.start_date),
-        "validate": span(validate.start_date, validate.end_date),
-        "hop_features": span(validate.end_date, features.start_date),
-        "features": span(features.start_date, features.end_date),
-    }
+    split = {"total": span(runs["ingest"].queued_at, runs["features"].end_date)}
+    previous = None
+    for stage, run in runs.items():
+        tasks = stack.task_instances(run.dag_id, run.dag_run_id)
+        first, last = min(t.start_date for t in tasks), max(t.end_date for t in tasks)
+        if previous is not None:
+            split[f"hop {stage}"] = span(previous.end_date, run.queued_at)
+        split[f"{stage} queued->task"] = span(run.queued_at, first)
+        split[f"{stage} tasks"] = span(first, last)
+        split[f"{stage} task->end"] = span(last, run.end_date)
+        previous = run
+    return split
 
 
 def _scheduler(root: Path, days: list[str]) -> dict:

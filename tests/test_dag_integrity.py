@@ -102,3 +102,18 @@ def test_promotion_waits_for_a_person_only_when_the_spec_asks():
     assert dag.get_task("judge_candidate").downstream_task_ids == {"approve"}
     assert dag.get_task("approve").downstream_task_ids == {"set_challenger", "set_champion"}
     assert [a.name for a in dag.get_task("set_challenger").outlets] == ["challenger/flight_delay"]
+
+
+def test_the_rollout_mode_picks_the_canary_or_the_ab_test(tmp_path):
+    from aerodrome_airflow.dag_factory import build_usecase_dags
+
+    spec = (ROOT / "include/usecases/flight_delay/usecase.yaml").read_text()
+    (tmp_path / "flight_delay").mkdir()
+    (tmp_path / "flight_delay" / "usecase.yaml").write_text(spec + "rollout: ab\nab: {horizon_hours: 12}\n")
+    dags = build_usecase_dags(tmp_path)
+    assert "canary_flight_delay" not in dags
+    dag = dags["abtest_flight_delay"]
+    assert dag.get_task("ab_test").downstream_task_ids == {"promote", "keep", "inconclusive"}
+    assert [a.name for a in dag.get_task("promote").outlets] == ["champion/flight_delay"]
+    assert dag.timetable.asset_condition.name == "challenger/flight_delay"
+    assert "**12 h**" in dag.doc_md and {"version", "horizon_hours", "split_percent"} <= set(dag.params)

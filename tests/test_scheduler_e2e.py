@@ -389,3 +389,84 @@ def test_canary_crowns_a_sound_challenger_and_rolls_back_a_failing_one(env):
     last = alias_history(env.storage, UC)[-1]
     assert (last["alias"], last["version"], last["previous"], last["reason"]) == ("champion", "1", "2", "drill")
     assert verify_history(env.storage, UC) is None
+
+
+def test_ab_mode_promotes_a_clearly_better_challenger_on_its_outcomes(env):
+    """`rollout: ab`: a fixed 50 % split for a short horizon, judged once on the labelled outcomes in the
+    prediction log. A fault drill shifts the champion's answers up (it calls nearly every flight late), so
+    the challenger errs far less: the A/B decision promotes it, recorded like any other alias move."""
+    import re
+    import threading
+
+    from aerodrome.registry.aliases import alias_history, verify_history
+    from aerodrome.serving.client import GatewayClient
+    from aerodrome.serving.replay import day_traffic, replay
+    from aerodrome.serving.tokens import gateway_tokens
+
+    stack, client = env.stack, env.mlflow()
+    spec_file = env.usecases / UC / "usecase.yaml"
+    text = re.sub(
+        r"(?m)^promotion: .*$",
+        "promotion: {min_improvement: -1, max_slice_regression: 1, min_baseline_margin: -1, latency_budget_ms: 250}",
+        spec_file.read_text(),
+    )
+    # the canary's harm limits stop an A/B test early too; latency is judged by the unit tests
+    text = re.sub(
+        r"(?m)^canary: .*$", "canary: {min_requests: 5, max_error_rate: 0.05, max_p99_latency_ms: 20000}", text
+    )
+    ab = "ab: {split_percent: 50, horizon_hours: 0.006, min_labelled: 40, min_effect: 0.2}"  # a 21.6 s horizon
+    spec_file.write_text(f"{text}rollout: ab\n{ab}\n")
+    dag_id = f"abtest_{UC}"
+    stack.wait_for(
+        lambda: dag_id in (ids := stack.dag_ids()) and f"canary_{UC}" not in ids,
+        180,
+        "the A/B DAG instead of the canary",
+    )
+    stack.unpause([dag_id])
+
+    token, admin = gateway_tokens(str(env.root / "data"))
+    gateway = GatewayClient(f"http://127.0.0.1:{stack.gateway_port}", token, admin)
+    rows, labels = day_traffic(env.spec, env.storage, date(2013, 1, 14))
+    known = [i for i, label in enumerate(labels) if label is not None][:100]
+    rows, labels = [rows[i] for i in known], [labels[i] for i in known]
+    gateway.fault(UC, alias="champion", shift=0.6)
+    stop, results = threading.Event(), []
+    traffic = threading.Thread(
+        target=lambda: results.append(replay(gateway, UC, rows, labels, prefix="ab", stop=stop, rounds=10_000))
+    )
+    traffic.start()
+    try:
+        # champion v1 serves; v2 is judged again, becomes @challenger, and its event starts the A/B run
+        stack.trigger(f"promote_{UC}", conf={"version": "2"})
+        stack.wait_for(lambda: env.keys(dag_id, "success")["v2"] == 1, 420, "the A/B test of v2", every_s=3)
+    finally:
+        stop.set()
+        traffic.join(60)
+        gateway.clear_faults(UC)
+    (run,) = [r for r in stack.runs(dag_id) if r.partition_key == "v2"]
+    states = {t.task_id: t.state.value for t in stack.task_instances(dag_id, run.dag_run_id)}
+    assert states == {"ab_test": "success", "promote": "success", "keep": "skipped", "inconclusive": "skipped"}
+    (stats,) = results
+    assert stats.failed == 0 and stats.aliases["challenger"] > 0, stats.summary()
+
+    # the decision: v2 is champion, the split back to 0, the verdict on the version and in its report
+    assert str(client.get_model_version_by_alias(UC, "champion").version) == "2"
+    assert "challenger" not in client.get_registered_model(UC).aliases
+    served = gateway.health()["usecases"][UC]
+    assert served["models"] == {"champion": "2", "challenger": None} and served["challenger_percent"] == 0
+    tags = client.get_model_version(UC, "2").tags
+    assert tags["abtest.decision"] == "promote", tags
+    report = json.loads(env.storage.read_bytes(tags["abtest.report"]))
+    c = report["comparison"]
+    assert report["decision"] == "promote" and c["significant"] and c["test"] == "two-proportion z-test (pooled)"
+    assert c["challenger"] < c["champion"] and c["ci_high"] < 0 and min(c["n_champion"], c["n_challenger"]) >= 40
+    crowned, cleared = alias_history(env.storage, UC)[-2:]
+    assert (crowned["alias"], crowned["version"], crowned["previous"]) == ("champion", "2", "1")
+    assert crowned["reason"].startswith("A/B test: the challenger errs significantly less"), crowned["reason"]
+    assert crowned["actor"].startswith(f"{dag_id} / ") and (cleared["alias"], cleared["version"]) == (
+        "challenger",
+        None,
+    )
+    assert verify_history(env.storage, UC) is None
+    (event,) = [e for e in stack.asset_events(f"champion/{UC}") if e.extra.get("by") == "abtest"]
+    assert event.partition_key == "v2" and event.extra["previous"] == "1"

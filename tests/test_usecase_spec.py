@@ -87,3 +87,31 @@ def test_canary_steps_must_rise_to_100(tmp_path):
     folder = _write_spec(tmp_path, lambda r: r.update(canary={"steps": [50, 25]}))
     with pytest.raises(SpecError, match="must rise strictly and end at 100"):
         load_usecase(folder)
+
+
+def test_an_ab_rollout_is_checked_and_asked_for_by_name(tmp_path):
+    folder = _write_spec(tmp_path, lambda r: r.update(rollout="ab", ab={"split_percent": 30, "horizon_hours": 6}))
+    spec = load_usecase(folder)
+    assert (spec.rollout, spec.ab.split_percent, spec.ab.horizon_hours, spec.ab.alpha) == ("ab", 30, 6, 0.05)
+    assert load_usecase(ROOT / "include/usecases/store_demand").rollout == "canary"  # the default
+    for name, mutate, error in (
+        ("orphan", lambda r: r.update(ab={"split_percent": 30}), "'ab' section is set but rollout is 'canary'"),
+        ("split", lambda r: r.update(rollout="ab", ab={"split_percent": 100}), "ab.split_percent: .*less than 100"),
+        ("alpha", lambda r: r.update(rollout="ab", ab={"alpha": 0.5}), "ab.alpha: .*less than or equal to 0.2"),
+        ("mode", lambda r: r.update(rollout="a/b"), "rollout: Input should be 'canary' or 'ab'"),
+    ):
+        with pytest.raises(SpecError, match=error):
+            load_usecase(_write_spec(tmp_path / name, mutate))
+
+
+@pytest.mark.parametrize("cron", ["@hourly", "0 * * * *", "0 0 * * 1", "*/5 0 * * *", "0 0 1 * *"])
+def test_the_ingest_schedule_must_fire_once_a_day(tmp_path, cron):
+    folder = _write_spec(tmp_path, lambda r: r["schedule"].update(ingest=cron))
+    with pytest.raises(SpecError, match=r"schedule.ingest.*does not fire once a day.*'M H \* \* \*'"):
+        load_usecase(folder)
+
+
+@pytest.mark.parametrize("cron", ["@daily", "@midnight", "30 2 * * *", "0 0 * * *"])
+def test_a_daily_ingest_schedule_at_any_hour_loads(tmp_path, cron):
+    folder = _write_spec(tmp_path, lambda r: r["schedule"].update(ingest=cron))
+    assert load_usecase(folder).schedule.ingest == cron

@@ -5,13 +5,14 @@ Onboarding a domain means adding a folder; DAGs, ingestion and later stages read
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aerodrome.errors import SpecError
 
@@ -58,11 +59,25 @@ class Target(_Strict):
     threshold: float | None = Field(default=None, description="classification label = column > threshold")
 
 
+DAILY_CRON = re.compile(r"^(@daily|@midnight|([0-5]?\d) ([01]?\d|2[0-3]) \* \* \*)$")
+
+
 class Schedule(_Strict):
     start_date: date
     end_date: date | None = None
     catchup: bool = False
-    ingest: str = "@daily"
+    ingest: str = Field(default="@daily", description="When a day is ingested: once a day, '@daily' or 'M H * * *'")
+
+    @field_validator("ingest")
+    @classmethod
+    def _once_a_day(cls, value: str) -> str:
+        """Partitions are days: one ingest run (and partition key) per day, whatever the hour."""
+        if not DAILY_CRON.match(value.strip()):
+            raise ValueError(
+                f"{value!r} does not fire once a day; partitions are days, so the ingest schedule must be "
+                "'@daily' or a cron 'M H * * *' (e.g. '30 2 * * *' ingests each day at 02:30 UTC the next day)"
+            )
+        return value.strip()
 
 
 class Expectation(_Strict):
@@ -220,7 +235,8 @@ class CanaryPolicy(_Strict):
     """How a challenger earns the champion's traffic (aerodrome.serving.canary).
 
     After each step the canary watches `analysis_minutes` of live traffic and compares the challenger
-    with the champion; any failed check rolls it back at once.
+    with the champion; any failed check rolls it back at once. With `rollout: ab` (see `ABPolicy`) its
+    harm limits (`min_requests`, `max_error_rate`, `max_p99_latency_ms`) still stop an A/B test early.
     """
 
     steps: list[Annotated[float, Field(gt=0, le=100)]] = Field(default_factory=lambda: [5, 25, 50, 100])
@@ -238,6 +254,26 @@ class CanaryPolicy(_Strict):
         if self.steps != sorted(set(self.steps)) or self.steps[-1] != 100:
             raise ValueError(f"canary.steps must rise strictly and end at 100, not {self.steps}")
         return self
+
+
+class ABPolicy(_Strict):
+    """How an A/B test judges a challenger, with `rollout: ab` (aerodrome.serving.abtest).
+
+    The challenger answers a fixed `split_percent` % of the traffic for `horizon_hours`; then its
+    online error (misclassification rate at 0.5, or mean absolute error) is compared once with the
+    champion's on the outcomes labelled by then. Promote: lower, significant at `alpha`, by at least
+    `min_effect` (relative to the champion's error). Keep the champion: higher and significant, or
+    lower by less than `min_effect`. Otherwise inconclusive. The canary's harm limits (errors, p99)
+    still stop the test early.
+    """
+
+    split_percent: float = Field(default=50, gt=0, lt=100, description="Challenger's share of the traffic")
+    horizon_hours: float = Field(default=24, gt=0, le=24 * 30, description="How long the split holds")
+    alpha: float = Field(default=0.05, gt=0, le=0.2, description="Significance level (two-sided)")
+    min_labelled: int = Field(default=200, ge=10, description="Labelled outcomes each model needs to be judged")
+    min_effect: float = Field(
+        default=0.0, ge=0, lt=1, description="Relative error reduction the challenger must show to be promoted"
+    )
 
 
 class DriftPolicy(_Strict):
@@ -261,7 +297,11 @@ class UseCase(_Strict):
     features: FeatureSpec | None = Field(default=None, description="Feast repository of the use case")
     model: ModelSpec = Field(default_factory=ModelSpec)
     promotion: PromotionGates = Field(default_factory=PromotionGates)
+    rollout: Literal["canary", "ab"] = Field(
+        default="canary", description="How a challenger earns the traffic: stepped canary or an A/B test"
+    )
     canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
+    ab: ABPolicy = Field(default_factory=ABPolicy)
     drift: DriftPolicy = Field(default_factory=DriftPolicy)
 
     @model_validator(mode="before")
@@ -302,6 +342,8 @@ class UseCase(_Strict):
                 f"promotion.metric {self.promotion.metric!r} is not a {self.target.task} metric "
                 f"(one of: {', '.join(metrics)})"
             )
+        if "ab" in self.model_fields_set and self.rollout != "ab":
+            raise ValueError("an 'ab' section is set but rollout is 'canary': add 'rollout: ab', or remove 'ab'")
         target_type = self.columns[self.target.column]
         if (
             self.target.task == "classification"

@@ -453,6 +453,91 @@ def build_canary_dag(spec: UseCase) -> DAG:
     return dag
 
 
+AB_DOC = """
+### A/B test `{name}`
+
+The spec's `rollout: ab`: one run per new challenger, instead of the canary. Each `challenger/{name}`
+event (a version passed its promotion gates) is keyed `v<version>`. By hand: a version in the form
+(default: the current `@challenger`), and optionally another horizon or split.
+
+`ab_test` gives the challenger a fixed **{split:g} %** of the live traffic (the champion the rest) for
+**{hours:g} h**, **deferred** to `CanaryWindowTrigger` in the triggerer (no worker slot held; the canary's
+harm limits, errors > {max_error_rate:.1%} or p99 > {p99:g} ms, stop it early). Then the split goes back to
+0 % and the two models are compared once, on the outcomes labelled by then, read from the durable
+prediction log (`predictions/` joined with `labels/` on request id and row: a gateway restart loses
+nothing): {test}. Significant at alpha = {alpha:g}; each model needs at least {min_labelled} labelled
+outcomes.
+
+* **promote** (the challenger errs significantly less, by at least {min_effect:.0%}) → `@champion` moves
+  to it, `champion/{name}` emitted.
+* **keep** (it errs significantly more, or less by under {min_effect:.0%}, or the test stopped on harm) →
+  alias `rejected` with the reason (and an alert when stopped on harm).
+* **inconclusive** (too few outcomes, or no significant difference) → it keeps `@challenger` at 0 %
+  of the traffic, for a longer test by hand; the log says how many outcomes would settle it.
+
+Every decision: traffic at 0 %, the version's tags `abtest.*`, a record appended to
+`registry/{name}/alias_moves/`, the report under `registry/{name}/abtest/v<version>/`.
+"""
+
+AB_TESTS = {
+    "classification": "error rate (misclassified at 0.5), two-proportion z-test, Newcombe (Wilson) interval, Cohen's h",
+    "regression": "absolute error, Welch t-test (each request is answered by one model: no pairs), t interval, "
+    "Cohen's d",
+}
+
+
+def build_abtest_dag(spec: UseCase) -> DAG:
+    from aerodrome_airflow.abtest import DECISION_TASKS, ABTestOperator, ApplyABDecisionOperator
+
+    policy = spec.ab
+    with stage_dag(
+        spec,
+        "abtest",
+        description=f"A/B test of each {spec.name} challenger through the gateway: promote, keep or inconclusive",
+        doc_md=AB_DOC.format(
+            name=spec.name,
+            split=policy.split_percent,
+            hours=policy.horizon_hours,
+            max_error_rate=spec.canary.max_error_rate,
+            p99=spec.canary.max_p99_latency_ms,
+            test=AB_TESTS[spec.target.task],
+            alpha=policy.alpha,
+            min_labelled=policy.min_labelled,
+            min_effect=policy.min_effect,
+        ),
+        schedule=PartitionedAssetTimetable(
+            assets=challenger_asset(spec.name), default_partition_mapper=IdentityMapper()
+        ),
+        max_active_runs=1,
+        params={
+            "version": Param(
+                None, type=["null", "string"], title="Version", description="Default: the @challenger version"
+            ),
+            "horizon_hours": Param(
+                None, type=["null", "number"], exclusiveMinimum=0, title="Horizon (hours; default: the spec's)"
+            ),
+            "split_percent": Param(
+                None,
+                type=["null", "number"],
+                exclusiveMinimum=0,
+                exclusiveMaximum=100,
+                title="Challenger's share, % (default: the spec's)",
+            ),
+        },
+    ) as dag:
+        judge = ABTestOperator(task_id="ab_test", usecase=spec.name)
+        judge >> [
+            ApplyABDecisionOperator(
+                task_id=task_id,
+                usecase=spec.name,
+                decision=decision,
+                outlets=[champion_asset(spec.name)] if decision == "promote" else [],
+            )
+            for decision, task_id in DECISION_TASKS.items()
+        ]
+    return dag
+
+
 def build_rollback_dag(spec: UseCase) -> DAG:
     from aerodrome_airflow.canary import RestoreChampionOperator
 
@@ -521,7 +606,7 @@ def build_usecase_dags(usecases_dir: Path | None = None) -> dict[str, DAG]:
     dags += [build_features_dag(spec) for spec in specs if spec.features]
     dags += [build_train_dag(spec) for spec in specs if spec.features]
     dags += [build_promote_dag(spec) for spec in specs if spec.features]
-    dags += [build_canary_dag(spec) for spec in specs if spec.features]
+    dags += [build_abtest_dag(s) if s.rollout == "ab" else build_canary_dag(s) for s in specs if s.features]
     dags += [build_rollback_dag(spec) for spec in specs if spec.features]
     dags += [build_reconcile_dag(spec) for spec in specs if spec.expectations]
     return {dag.dag_id: dag for dag in dags}

@@ -10,7 +10,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 
 class CanaryWindowTrigger(BaseTrigger):
-    """Watch one canary step's live traffic until `end_epoch`; fire early when the challenger clearly harms.
+    """Watch one canary step's (or A/B test's) live traffic until `end_epoch`; fire early on clear harm.
 
     Polls the gateway's `GET /v1/{usecase}/window` (the traffic since the step began) every
     `poll_seconds`. The event carries the last window summary, `status` `done` or `breach` (with the
