@@ -117,3 +117,16 @@ def test_the_rollout_mode_picks_the_canary_or_the_ab_test(tmp_path):
     assert [a.name for a in dag.get_task("promote").outlets] == ["champion/flight_delay"]
     assert dag.timetable.asset_condition.name == "challenger/flight_delay"
     assert "**12 h**" in dag.doc_md and {"version", "horizon_hours", "split_percent"} <= set(dag.params)
+
+
+def test_a_task_process_builds_only_its_own_dag():
+    """Airflow's parsing context names the DAG a task runs: the factory builds that one alone."""
+    from aerodrome_airflow.dag_factory import build_usecase_dags
+
+    every = build_usecase_dags(ROOT / "include/usecases")
+    for dag_id in every:
+        only = build_usecase_dags(ROOT / "include/usecases", only=dag_id)
+        assert list(only) == [dag_id] and only[dag_id].task_ids == every[dag_id].task_ids
+    assert set(build_usecase_dags(ROOT / "include/usecases", only="no_such_dag")) == set(
+        every
+    )  # unknown: everything, as at parse
