@@ -44,6 +44,9 @@ class WarmLocalExecutor(LocalExecutor):
     """LocalExecutor that imports `AERODROME_PRELOAD` before forking its workers."""
 
     def start(self) -> None:
+        from aerodrome_airflow.sqlite_clock import install
+
+        install()  # the scheduler's process: queued runs start within a loop, not at the next second
         modules = os.environ.get("AERODROME_PRELOAD", DEFAULT_PRELOAD)
         if modules.strip():
             spent = preload(modules)
