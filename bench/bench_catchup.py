@@ -97,14 +97,20 @@ def _library(root: Path, spec, days: list[str]) -> dict:
         _land(spec, storage, ds)
     landed = time.perf_counter() - began
     online, offline = [], []  # seconds of days that materialized (Sundays, the last day) and of the others
+    by_day: dict[int, float] = {}  # the materializing days by their number in the catch-up (1 = first day)
     with contextlib.redirect_stdout(io.StringIO()):  # Feast's progress bars
-        for ds in days:
+        for n, ds in enumerate(days, start=1):
             t0 = time.perf_counter()
             published = _publish(spec, settings, storage, ds)
-            (online if published.online_up_to else offline).append(time.perf_counter() - t0)
+            spent = time.perf_counter() - t0
+            if published.online_up_to:
+                online.append(spent)
+                by_day[n] = spent
+            else:
+                offline.append(spent)
         total = time.perf_counter() - began
         again = statistics.median(library_day(spec, settings, storage, days[-1]) for _ in range(STEADY_REPEATS))
-    return {"total": total, "landed": landed, "online": online, "offline": offline, "again": again}
+    return {"total": total, "landed": landed, "online": online, "offline": offline, "again": again, "by_day": by_day}
 
 
 class PeakPss:
@@ -189,6 +195,23 @@ def _scheduler(root: Path, days: list[str]) -> dict:
         stack.stop()
 
 
+def _day_30_vs_300(by_day: dict[int, float]) -> list[dict]:
+    """A materializing day near day 30 against one near day 300 (when the window reaches that far)."""
+    if max(by_day, default=0) < 300:
+        return []
+    early, late = (min(by_day, key=lambda n, target=t: abs(n - target)) for t in (30, 300))
+    return [
+        {
+            "name": "catchup.day300_vs_day30",
+            "value": round(by_day[late], 2),
+            "unit": "s",
+            "baseline": round(by_day[early], 2),
+            "goal": "flat",
+            "note": f"library, a materializing day with {late} partitions stored vs one with {early}",
+        }
+    ]
+
+
 def run(quick: bool = False) -> list[dict]:
     count = 21 if quick else int(os.environ.get("AERODROME_BENCH_CATCHUP_DAYS", "365"))
     with tempfile.TemporaryDirectory(prefix="aerodrome-catchup-") as tmp:
@@ -243,6 +266,7 @@ def run(quick: bool = False) -> list[dict]:
             "baseline": round(statistics.median(early), 2) if early else None,
             "note": f"library, the last {len(late)} materializing Sundays: growth with stored partitions",
         },
+        *_day_30_vs_300(floor["by_day"]),
         {
             "name": "steady.scheduler_day",
             "value": round(steady["total"], 2),
