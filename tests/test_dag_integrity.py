@@ -130,3 +130,18 @@ def test_a_task_process_builds_only_its_own_dag():
     assert set(build_usecase_dags(ROOT / "include/usecases", only="no_such_dag")) == set(
         every
     )  # unknown: everything, as at parse
+
+
+def test_the_drift_dag_runs_on_the_spec_schedule_and_requests_a_keyed_retrain(dagbag):
+    from aerodrome.usecase import load_usecase
+
+    spec = load_usecase(Path(os.environ["AERODROME_USECASES_DIR"]) / "flight_delay")
+    dag = dagbag.dags["drift_flight_delay"]
+    assert set(dag.task_ids) == {"check_drift", "request_retrain"} and "ds" in dag.params
+    assert dag.schedule == spec.drift.schedule
+    assert [a.name for a in dag.get_task("request_retrain").outlets] == ["retrain_requested/flight_delay"]
+    assert [link.name for link in dag.get_task("check_drift").operator_extra_links] == ["Drift report"]
+    # the train DAG maps that asset's keys one to one (a week key starts one run on its window)
+    train = dagbag.dags["train_flight_delay"]
+    mappers = {a.name: type(m).__name__ for a, m in train.timetable.partition_mapper_config.items()}
+    assert mappers["retrain_requested/flight_delay"] == "IdentityMapper"

@@ -8,7 +8,10 @@ repository use their own namespace so they never disturb the shared one.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -31,6 +34,8 @@ from aerodrome.features import (
 )
 from aerodrome.features.builders import builder_for
 from aerodrome.features.offline import read_validated, view_prefix
+from aerodrome.features.publish import materialize_lock
+from aerodrome.features.repo import clear_store_cache, registry_exists
 from aerodrome.features.training import labelled_events, point_in_time_join
 from aerodrome.ingest import ingest_interval, partition_key, read_partition
 from aerodrome.ingest.partition import DATA_FILE, MANIFEST_FILE
@@ -446,3 +451,88 @@ def test_a_day_behind_the_watermark_reaches_the_online_store_when_rewritten(lake
     newest = [latest_rows(storage, FLIGHTS, "tail_last_flight", {"tailnum": k["tailnum"]}, horizon) for k in keys]
     got = online_features(FLIGHTS, settings, keys)
     assert got["tail_prev_arr_delay"] == pytest.approx([r["tail_prev_arr_delay"] for r in newest], nan_ok=True)
+
+
+# --- a SQL registry shared by the pipelines and the gateway -----------------------------------
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+GATEWAY_READ = """
+import json, sys
+from aerodrome.features.online import OnlineReader
+from aerodrome.features.repo import registry_exists
+from aerodrome.settings import Settings
+from aerodrome.usecase import load_usecase
+settings = Settings.from_env()
+spec = load_usecase(settings.usecases_dir / "flight_delay")
+assert registry_exists(spec, settings), "the gateway sees no applied definitions"
+print(json.dumps(OnlineReader(spec, settings).read(json.loads(sys.stdin.read())), sort_keys=True))
+"""
+
+
+@pytest.fixture
+def sql_registry():
+    """The URL of a fresh PostgreSQL database for Feast's SQL registry, dropped afterwards."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL on 127.0.0.1:5432 is not reachable ({exc}); start it (scripts/ensure-services.sh)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    database = f"aerodrome_registry_{uuid.uuid4().hex[:8]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{database}"')
+        try:
+            yield f"postgresql://postgres@127.0.0.1:5432/{database}"
+        finally:
+            clear_store_cache()  # cached stores hold connections to it
+            admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+
+
+def advisory_locks(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        held = "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+        held += " WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()"
+        return connection.execute(held).fetchone()[0]
+
+
+def test_a_sql_registry_serves_a_gateway_in_another_process_as_the_file_does(lake, repo, sql_registry, tmp_path):
+    settings = settings_for(Path(lake.root), feature_repo=str(tmp_path / "repo"), feature_registry=sql_registry)
+    assert registry_exists(FLIGHTS, settings) is False
+    with materialize_lock(FLIGHTS, settings):
+        assert advisory_locks(sql_registry) == 1  # held in the registry's database: across hosts
+        assert apply_definitions(FLIGHTS, settings) is True
+        materialize(FLIGHTS, settings, builder_for(FLIGHTS).horizon(LAST))
+    assert advisory_locks(sql_registry) == 0
+    assert apply_definitions(FLIGHTS, settings) is False  # unchanged and still registered: no apply
+    assert registry_exists(FLIGHTS, settings) and not list((tmp_path / "repo").rglob("registry.*"))
+
+    flights = read_validated(lake, FLIGHTS, LAST, LAST).head(200).drop(columns=["_day"])
+    keys = entity_rows(FLIGHTS, request_events(FLIGHTS, flights.to_dict("records")))
+    gateway_env = {
+        **os.environ,
+        "AERODROME_DATA_ROOT": lake.root,
+        "AERODROME_USECASES_DIR": str(ROOT / "include/usecases"),
+        "AERODROME_FEATURE_REPO": settings.feature_repo,
+        "AERODROME_FEATURE_REGISTRY": sql_registry,
+        "AERODROME_ONLINE_STORE": "sqlite",
+        "AERODROME_FEATURE_NAMESPACE": "",
+    }
+    gateway = subprocess.run(
+        [sys.executable, "-c", GATEWAY_READ],
+        input=json.dumps(keys),
+        env=gateway_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert gateway.returncode == 0, gateway.stderr[-3000:]
+    got = json.loads(gateway.stdout.splitlines()[-1])
+    from_file_registry = online_features(FLIGHTS, repo, keys)
+    assert json.dumps(got, sort_keys=True) == json.dumps({f: from_file_registry[f] for f in got}, sort_keys=True)
+    assert set(got) == {f for v in FLIGHTS.features.views for f in v.features}

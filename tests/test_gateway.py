@@ -362,3 +362,64 @@ def test_no_request_valid_or_not_gets_a_server_error_and_every_route_wants_its_t
             check()
         except Unsatisfiable:  # nothing invalid to send (a route without parameters or body)
             assert mode == "negative", operation.path
+
+
+# --- the prediction log on S3 (moto's S3 server over HTTP) -----------------------------------------------
+
+
+@pytest.fixture
+def s3_lake():
+    """S3Storage on a bucket in the allowed region of a local moto S3 server (real HTTP, boto3 as in production)."""
+    import boto3
+    from aerodrome.storage import S3Storage
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    bucket = f"lake-{os.getpid()}-{time.monotonic_ns()}"  # moto's state is process-wide: a bucket of its own
+    root = f"s3://{bucket}/prod"
+    config = Settings(data_root=root, usecases_dir=ROOT / "include/usecases", s3_endpoint_url=endpoint)
+    client = boto3.client(
+        "s3", region_name="me-central-1", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s"
+    )
+    client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "me-central-1"})
+    try:
+        yield S3Storage(config.data_root, config, client)
+    finally:
+        server.stop()
+
+
+def test_the_prediction_log_and_its_labels_land_on_s3_by_day_and_compact_there(s3_lake):
+    from aerodrome.serving.predlog import PredictionLog
+
+    day = DAY.isoformat()
+    log = PredictionLog(s3_lake, flush_seconds=60)  # flushed by hand below
+    for batch in range(3):  # one file per flush: three small files of the day
+        log.log([{"usecase": UC, "event_day": day, "request_id": f"r{batch}-{i}", "score": i / 10} for i in range(4)])
+        assert log.flush() == 4
+    log.log([{"zone": "labels", "usecase": UC, "event_day": day, "request_id": "r0-1", "row": 0, "label": 1.0}])
+    log.log([{"usecase": UC, "event_day": "2013-02-15", "request_id": "next-day", "score": 0.5}])
+    log.close()  # writes what is left
+
+    assert s3_lake.partitions(f"predictions/{UC}") == [f"date={day}", "date=2013-02-15"]
+    frame = read_day(s3_lake, UC, day)
+    assert sorted(frame["request_id"]) == sorted(f"r{b}-{i}" for b in range(3) for i in range(4))
+    labels = read_day(s3_lake, UC, day, zone="labels")
+    assert labels.to_dict("records") == [
+        {"usecase": UC, "event_day": day, "request_id": "r0-1", "row": 0, "label": 1.0}
+    ]
+
+    assert compact_day(s3_lake, UC, day) == 12
+    (compacted,) = s3_lake.list(f"predictions/{UC}/date={day}")
+    assert compacted.rsplit("/", 1)[1].startswith("compacted-")
+    assert len(s3_lake.list(f"predictions/.merged/{UC}/date={day}")) == 3  # moved, never deleted
+    again = read_day(s3_lake, UC, day)
+    assert (
+        again.sort_values("request_id")
+        .reset_index(drop=True)
+        .equals(frame.sort_values("request_id").reset_index(drop=True))
+    )
+    assert compact_day(s3_lake, UC, day) == 0  # one file left: nothing to merge
+    assert read_day(s3_lake, UC, "2013-02-15")["request_id"].tolist() == ["next-day"]

@@ -10,6 +10,7 @@ from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ONLINE_STORES = ("sqlite", "redis")
+SQL_REGISTRY_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://")
 
 
 def _env(name: str, default: str) -> str:
@@ -58,6 +59,9 @@ class Settings:
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
     feature_repo: str | None = None
     feature_namespace: str = ""
+    # the Feast registry: empty = a SQLite file per use case under feature_repo_dir; a postgresql:// URL =
+    # Feast's SQL registry, shared by the pipelines and the gateway (one online store per database)
+    feature_registry: str | None = field(default=None, repr=False)  # may hold a password
     # MLflow: tracking/registry URI (MLFLOW_TRACKING_URI); unset = SQLite under the data root
     mlflow_tracking_uri: str | None = field(default=None, repr=False)  # a database URI may hold a password
 
@@ -66,6 +70,11 @@ class Settings:
             raise ValueError(
                 f"AERODROME_ONLINE_STORE={self.online_store!r} is not supported "
                 f"(use one of: {', '.join(ONLINE_STORES)})"
+            )
+        if self.feature_registry and not self.feature_registry.startswith(SQL_REGISTRY_SCHEMES):
+            raise ValueError(
+                f"AERODROME_FEATURE_REGISTRY={redacted_uri(self.feature_registry)!r} is not supported "
+                "(leave it empty for the local registry file, or give a postgresql://user:password@host/db URL)"
             )
 
     @property
@@ -110,5 +119,6 @@ class Settings:
             redis_url=_env("AERODROME_REDIS_URL", "redis://127.0.0.1:6379/0"),
             feature_repo=os.environ.get("AERODROME_FEATURE_REPO") or None,
             feature_namespace=_env("AERODROME_FEATURE_NAMESPACE", ""),
+            feature_registry=os.environ.get("AERODROME_FEATURE_REGISTRY", "").strip() or None,
             mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", "").strip() or None,
         )

@@ -276,9 +276,36 @@ class ABPolicy(_Strict):
     )
 
 
+class DriftTest(_Strict):
+    """How one type of column is compared with the champion's reference (aerodrome.drift.stats)."""
+
+    method: Literal["psi", "jensenshannon"]
+    threshold: float = Field(gt=0, description="A column drifts when its score reaches this")
+
+
 class DriftPolicy(_Strict):
+    """The nightly drift check of served data against the champion's reference (aerodrome.drift).
+
+    Each column is scored with its type's `method` on the reference's stored bins; the data drifts
+    when more than `max_drifted_share` of the columns do. Drift of the data or the predictions, or a
+    realized metric more than `max_metric_drop` below the champion's holdout (on at least
+    `min_labelled` labelled rows), requests a retrain, at most once per `cooldown_hours`.
+    """
+
     schedule: str = "@daily"
-    max_drifted_share: float = 0.3
+    max_drifted_share: float = Field(default=0.3, gt=0, le=1)
+    lookback_days: int = Field(default=1, ge=1, le=31, description="Served days compared, ending with the run's")
+    numeric: DriftTest = Field(default_factory=lambda: DriftTest(method="psi", threshold=0.2))
+    categorical: DriftTest = Field(default_factory=lambda: DriftTest(method="jensenshannon", threshold=0.1))
+    prediction: DriftTest = Field(default_factory=lambda: DriftTest(method="psi", threshold=0.2))
+    max_metric_drop: float = Field(
+        default=0.05, ge=0, description="Realized promotion metric below the holdout's (absolute; relative for errors)"
+    )
+    min_labelled: int = Field(default=200, ge=1, description="Labelled rows before the realized metric counts")
+    min_rows: int = Field(default=200, ge=1, description="Served rows a check needs; fewer: reported, not judged")
+    cooldown_hours: float = Field(default=72, ge=0, description="At most one retrain request per window")
+    report_columns: int = Field(default=12, ge=1, description="Columns in the Evidently report (most drifted)")
+    report_rows: int = Field(default=5000, ge=100, description="Rows sampled per side for the Evidently report")
 
 
 class UseCase(_Strict):

@@ -32,6 +32,7 @@ from aerodrome_airflow.assets import (
     validated_asset,
 )
 from aerodrome_airflow.candidates import AnnounceCandidateOperator, PlanTrainingWindowOperator
+from aerodrome_airflow.drift import CheckDriftOperator
 from aerodrome_airflow.operators import (
     AnnouncePartitionsOperator,
     IngestPartitionOperator,
@@ -600,6 +601,67 @@ def build_reconcile_dag(spec: UseCase) -> DAG:
     return dag
 
 
+DRIFT_DOC = """
+### Drift `{name}`
+
+Nightly (`{schedule}`): the served predictions of the last {lookback} day(s) (the gateway's prediction
+log, by event day; the form's **ds** picks the last day, default the log's newest) against the
+**champion's reference statistics** (`registry/{name}/reference/v<version>.json`, computed when a
+version is crowned, or here when missing; the training set is never re-read).
+
+* Data drift per feature on the reference's stored bins: numeric `{num_method}` (drift at >= {num_threshold}),
+  categorical `{cat_method}` (>= {cat_threshold}); the data drifts when more than {max_share:.0%} of the
+  features do. Prediction drift: `{pred_method}` (>= {pred_threshold}).
+* Realized `{metric}` on the rows whose labels have arrived (coverage shown), against the champion's
+  holdout; judged from {min_labelled} labelled rows, breached {max_drop} below.
+* Reports under `drift/{name}/date=<day>/`: Evidently's `report.html` + `report.json` (a sample of
+  {report_rows} rows, the {report_columns} most drifted features and the prediction) and our
+  `summary.json`. The task's **Drift report** link opens the HTML; the log has the summary.
+* Beyond the policy: `request_retrain` emits `retrain_requested/{name}` keyed with the newest complete
+  training week (`2013-01-07 (W02)`), which starts one `train_{name}` run on the window ending that
+  week; at most once per {cooldown:g} h (state in `state/{name}/retrain_requested.json`).
+"""
+
+
+def build_drift_dag(spec: UseCase) -> DAG:
+    policy = spec.drift
+    with stage_dag(
+        spec,
+        "drift",
+        description=f"Nightly drift of served {spec.name} data against the champion; retrain beyond the policy",
+        doc_md=DRIFT_DOC.format(
+            name=spec.name,
+            schedule=policy.schedule,
+            lookback=policy.lookback_days,
+            num_method=policy.numeric.method,
+            num_threshold=policy.numeric.threshold,
+            cat_method=policy.categorical.method,
+            cat_threshold=policy.categorical.threshold,
+            max_share=policy.max_drifted_share,
+            pred_method=policy.prediction.method,
+            pred_threshold=policy.prediction.threshold,
+            metric=spec.promotion.metric,
+            min_labelled=policy.min_labelled,
+            max_drop=policy.max_metric_drop,
+            report_rows=policy.report_rows,
+            report_columns=policy.report_columns,
+            cooldown=policy.cooldown_hours,
+        ),
+        schedule=policy.schedule,
+        max_active_runs=1,
+        params={"ds": _ds_param()},
+    ) as dag:
+        check = CheckDriftOperator(task_id="check_drift", usecase=spec.name)
+        check >> AnnouncePartitionsOperator(
+            task_id="request_retrain",
+            sweep_task="check_drift",
+            field="retrain_weeks",
+            reason="{{ ti.xcom_pull(task_ids='check_drift')['reason'] }}",
+            outlets=[retrain_asset(spec.name)],
+        )
+    return dag
+
+
 def stage_builders(spec: UseCase) -> dict[str, Callable[[], DAG]]:
     """Each DAG of a use case by its id, built only when called."""
     builders: list[tuple[str, Callable[[UseCase], DAG]]] = [("ingest", build_ingest_dag)]
@@ -613,6 +675,7 @@ def stage_builders(spec: UseCase) -> dict[str, Callable[[], DAG]]:
             ("promote", build_promote_dag),
             rollout,
             ("rollback", build_rollback_dag),
+            ("drift", build_drift_dag),
         ]
     return {f"{stage}_{spec.name}": functools.partial(build, spec) for stage, build in builders}
 

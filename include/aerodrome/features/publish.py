@@ -6,7 +6,8 @@ validated day such that every validated day up to it has its offline rows. A day
 or earlier days still computing defers the online step to whichever of them finishes last (the
 incremental window from the watermark then covers them all); Sundays materialize up to the frontier
 so the online store never lags a week behind. The online step (apply, materialize, freshness) runs
-one at a time (a file lock next to the Feast registry).
+one at a time (a file lock next to the Feast registry file; on a SQL registry a PostgreSQL advisory
+lock, so across hosts).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import date
 from aerodrome.features.builders import builder_for
 from aerodrome.features.offline import FeatureWriteResult, compute_features, validated_days, view_prefix
 from aerodrome.features.online import FreshnessResult, MaterializeResult, check_freshness, materialize
-from aerodrome.features.repo import apply_definitions, features_of, repo_dir
+from aerodrome.features.repo import apply_definitions, features_of, project_name, registry_lock, repo_dir
 from aerodrome.partitions import mark_featured
 from aerodrome.settings import Settings
 from aerodrome.storage import Storage
@@ -91,7 +92,11 @@ def online_frontier(storage: Storage, spec: UseCase) -> tuple[date | None, list[
 
 @contextlib.contextmanager
 def materialize_lock(spec: UseCase, settings: Settings) -> Iterator[None]:
-    """One materialization of a use case at a time on this host (the Feast registry is one file)."""
+    """One materialization of a use case at a time: across hosts on a SQL registry, else on this host."""
+    if settings.feature_registry:
+        with registry_lock(settings.feature_registry, project_name(spec, settings)):
+            yield
+        return
     folder = repo_dir(spec, settings)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".materialize.lock", "w") as handle:
@@ -117,7 +122,7 @@ def publish_day(spec: UseCase, settings: Settings, storage: Storage, ds: str) ->
         mark_featured(storage, spec, ds, fresh=None, online="deferred")
         return PublishedDay(written, None, None, None, _rounded(clock), None, tuple(waiting))
     horizon = builder_for(spec).horizon(frontier)
-    # the registry is one file: apply, materialize and the freshness read happen one run at a time
+    # one registry per use case: apply, materialize and the freshness read happen one run at a time
     with materialize_lock(spec, settings):
         applied = apply_definitions(spec, settings)
         clock["apply"] = time.perf_counter() - began - clock["compute"]

@@ -2,8 +2,10 @@
 
 Built in code (`RepoConfig`), not from a `feature_store.yaml`: the offline store is DuckDB over the
 Parquet partitions written by `compute_features`; the online store is SQLite or Redis as the settings
-say. Registries live under `Settings.feature_repo_dir`, one per use case and online store, so a
-materialization watermark always belongs to the store it describes.
+say. The registry is a file under `Settings.feature_repo_dir`, one per use case and online store, so
+a materialization watermark always belongs to the store it describes; or, when
+`AERODROME_FEATURE_REGISTRY` names a PostgreSQL database, Feast's SQL registry there, which the
+pipelines and the gateway share across hosts.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from aerodrome.usecase import ColumnType, FeatureSpec, UseCase
 
 if TYPE_CHECKING:
     from feast import FeatureStore
-    from feast.repo_config import RepoConfig
+    from feast.repo_config import RegistryConfig, RepoConfig
 
 REGISTRY_CACHE_SECONDS = 60  # an online process sees a new apply within a minute
+LOCK_NAMESPACE = "aerodrome.materialize"
 
 
 @contextmanager
@@ -82,6 +85,32 @@ def redis_connection_string(url: str) -> str:
     return ",".join(parts)
 
 
+def sql_registry_url(url: str) -> str:
+    """SQLAlchemy URL of the SQL registry: a bare `postgresql://` gets the psycopg 3 driver, as Feast would."""
+    return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
+
+
+@contextmanager
+def registry_lock(registry_url: str, project: str) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock on `project` in the SQL registry's database (one holder at a time)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    digest = hashlib.sha256(f"{LOCK_NAMESPACE}:{project}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    engine = create_engine(sql_registry_url(registry_url), poolclass=NullPool)
+    try:
+        # autocommit: the lock belongs to the session, which must not sit idle in a transaction meanwhile
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    finally:
+        engine.dispose()
+
+
 def require_offline_rows(spec: UseCase, settings: Settings) -> None:
     """Fail with the fix when a view has no offline partition yet (DuckDB would only say 'no files')."""
     storage = open_storage(settings.data_root, settings)
@@ -114,12 +143,29 @@ def definitions_fingerprint(spec: UseCase, settings: Settings) -> str:
         "online_store": settings.online_store,
         "redis": hashlib.sha256(settings.redis_url.encode()).hexdigest() if settings.online_store == "redis" else "",
     }
+    if settings.feature_registry:  # only then: a file-registry fingerprint stays as it was
+        payload["registry"] = hashlib.sha256(settings.feature_registry.encode()).hexdigest()
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def registry_config(spec: UseCase, settings: Settings) -> RegistryConfig:
+    """Feast's SQL registry when `feature_registry` is set, else the registry file of the use case."""
+    if settings.feature_registry:
+        from feast.infra.registry.sql import SqlRegistryConfig
+
+        return SqlRegistryConfig(
+            path=sql_registry_url(settings.feature_registry),
+            cache_ttl_seconds=REGISTRY_CACHE_SECONDS,
+            sqlalchemy_config_kwargs={"echo": False, "pool_pre_ping": True},  # the gateway holds it for days
+        )
+    from feast.repo_config import RegistryConfig
+
+    return RegistryConfig(path=str(_registry_file(spec, settings)), cache_ttl_seconds=REGISTRY_CACHE_SECONDS)
 
 
 def repo_config(spec: UseCase, settings: Settings) -> RepoConfig:
     from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
-    from feast.repo_config import RegistryConfig, RepoConfig
+    from feast.repo_config import RepoConfig
 
     folder = repo_dir(spec, settings)
     folder.mkdir(parents=True, exist_ok=True)
@@ -135,10 +181,7 @@ def repo_config(spec: UseCase, settings: Settings) -> RepoConfig:
     return RepoConfig(
         project=project_name(spec, settings),
         provider="local",
-        registry=RegistryConfig(
-            path=str(folder / f"registry.{settings.online_store}.db"),
-            cache_ttl_seconds=REGISTRY_CACHE_SECONDS,
-        ),
+        registry=registry_config(spec, settings),
         online_store=online,
         offline_store=DuckDBOfflineStoreConfig(),
         repo_path=folder,
@@ -243,28 +286,37 @@ def _registry_file(spec: UseCase, settings: Settings) -> Path:
     return repo_dir(spec, settings) / f"registry.{settings.online_store}.db"
 
 
+def _registry_readable(spec: UseCase, settings: Settings) -> bool:
+    """Whether the registry can be listed: a SQL registry always, a file once an apply wrote it."""
+    return bool(settings.feature_registry) or _registry_file(spec, settings).is_file()
+
+
 def registry_exists(spec: UseCase, settings: Settings) -> bool:
-    """Whether the use case's Feast definitions were applied here (a registry file exists)."""
-    return _registry_file(spec, settings).is_file()
+    """Whether the use case's Feast definitions were applied: the registry file exists, or the SQL
+    registry holds feature views of the project (a registry query; building the store creates none)."""
+    if not settings.feature_registry:
+        return _registry_file(spec, settings).is_file()
+    return bool(feature_store(spec, settings).list_feature_views(allow_cache=False))
 
 
 def apply_definitions(spec: UseCase, settings: Settings, force: bool = False) -> bool:
     """Register the spec's definitions in Feast when they changed; True when an apply ran.
 
-    Unchanged definitions cost a hash and a file read (no Feast import). Materialization watermarks
+    Unchanged definitions cost a hash and a file read (no Feast import), plus one registry query on a
+    SQL registry (another host may have reset it). Materialization watermarks
     survive an apply (feast #2905): they are read before and restored if an apply dropped them; only
     a view whose keys or features changed starts over, so its new columns reach the online store.
     """
     fingerprint = definitions_fingerprint(spec, settings)
     state_file = _state_file(spec, settings)
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
-    if not force and state.get("fingerprint") == fingerprint and _registry_file(spec, settings).is_file():
+    if not force and state.get("fingerprint") == fingerprint and registry_exists(spec, settings):
         return False
     store = feature_store(spec, settings)
     project = project_name(spec, settings)
     objects = definitions(spec, settings)
     declared = {v.name for v in features_of(spec).views}
-    registered = _registry_file(spec, settings).is_file()
+    registered = _registry_readable(spec, settings)
     existing = {fv.name: fv for fv in store.list_feature_views(allow_cache=False)} if registered else {}
     applied = state.get("views", {})  # the schema each view had when last applied here
     reshaped = {n for n in existing if n in declared and n in applied and applied[n] != _view_schema(spec, n)}

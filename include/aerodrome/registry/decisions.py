@@ -6,6 +6,7 @@ The previous champion keeps its version (and its place in the history) for a rol
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aerodrome.errors import AerodromeError
@@ -22,6 +23,8 @@ from aerodrome.registry.aliases import (
 from aerodrome.settings import Settings
 from aerodrome.storage import Storage
 
+log = logging.getLogger(__name__)
+
 
 class DecisionError(AerodromeError):
     """The registry is not in the state a decision expects (e.g. the challenger changed meanwhile)."""
@@ -37,10 +40,25 @@ def crown(settings: Settings, storage: Storage, model: str, version: str, actor:
     """The challenger passed every step: it becomes `champion`; `challenger` is removed."""
     client = registry_client(settings.tracking_uri)
     _expect_challenger(client, model, version)
-    return [
+    moves = [
         move_alias(client, storage, AliasMove(model, CHAMPION, version, None, actor, reason)),
         move_alias(client, storage, AliasMove(model, CHALLENGER, None, None, actor, f"v{version} crowned")),
     ]
+    store_reference(settings, storage, model, version)
+    return moves
+
+
+def store_reference(settings: Settings, storage: Storage, model: str, version: str) -> None:
+    """The new champion's drift reference (best effort: the drift check builds a missing one itself)."""
+    try:
+        from aerodrome.drift.reference import build_reference
+        from aerodrome.usecase import load_usecase
+
+        build_reference(load_usecase(settings.usecases_dir / model), settings, storage, version)
+    except Exception as exc:  # a crowned champion stays crowned; the nightly check retries
+        log.warning(
+            "%s v%s: reference statistics not stored (%s); the drift check will build them", model, version, exc
+        )
 
 
 def reject(

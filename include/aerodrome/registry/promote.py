@@ -168,8 +168,13 @@ def holdout_window(tags: dict[str, str]) -> tuple[datetime, datetime]:
 
 
 def one_row_p99_ms(predictor: Predictor, frame: pd.DataFrame, calls: int = LATENCY_CALLS) -> tuple[float, float]:
-    """(p50, p99) of predicting one row, in milliseconds, over `calls` rows of `frame` after a warm-up."""
-    rows = [frame.iloc[[i % len(frame)]] for i in range(calls)]
+    """(p50, p99) of predicting one row, in milliseconds, over `calls` rows of `frame` after a warm-up.
+
+    Measured as the gateway serves it: one thread per call, the row as plain columns.
+    """
+    predictor.set_threads(1)
+    columns = list(predictor.encoding.columns)
+    rows = [{c: [v] for c, v in frame.iloc[i % len(frame)][columns].items()} for i in range(calls)]
     for row in rows[:10]:
         predictor.predict(row)
     spent = []
@@ -318,7 +323,12 @@ def promote(settings: Settings, storage: Storage, verdict: dict[str, Any], actor
         reason=f"promotion gates passed against {against}",
         details={"gates": verdict["gates"], "report": report_key_of(verdict["usecase"], version)},
     )
-    return move_alias(client, storage, move)
+    recorded = move_alias(client, storage, move)
+    if move.alias == CHAMPION:  # a first champion: its drift reference, as `crown` stores one
+        from aerodrome.registry.decisions import store_reference
+
+        store_reference(settings, storage, model, version)
+    return recorded
 
 
 def apply_decision(
