@@ -224,3 +224,42 @@ def test_a_breach_requests_a_retrain_once_per_cooldown_window(champion):
     assert check_day(FLIGHTS, settings, storage, SERVED_DAY, now=later).retrain is not None
     assert last_request(storage, FLIGHTS.name).requested_at == later.isoformat(timespec="seconds")
     assert storage.exists(reference_key(FLIGHTS.name, version)) and PREDICTION == "prediction"
+
+
+def test_a_shift_in_a_raw_column_of_the_validated_day_is_named_under_validated_data(champion):
+    """Nothing served: the day's validated rows alone are scored, on the model's columns the raw schema has."""
+    from aerodrome.ingest.partition import partition_key, read_partition, write_partition
+
+    settings, storage, version, frame, numeric, categorical = champion
+    _clear_log(storage)
+    key = partition_key("validated", FLIGHTS.name, SERVED_DAY.isoformat())
+    saved = {k.rsplit("/", 1)[-1]: storage.read_bytes(k) for k in storage.list(key)}
+    raw = read_partition(storage, key)
+    try:
+        write_partition(storage, key, raw.assign(distance=raw["distance"] + 3000), "a unit change upstream")
+        run = check_day(FLIGHTS, settings, storage, SERVED_DAY)
+        result, validated = run.result, run.result.validated
+        assert result.rows == 0 and not result.served_judged and result.judged  # judged on the validated rows
+        assert validated.rows == len(raw) and validated.days == [SERVED_DAY.isoformat()]
+        raw_model_columns = [c for c in (*numeric, *categorical) if c in FLIGHTS.columns]
+        assert [c.column for c in validated.columns] == raw_model_columns  # month, distance, carrier, origin, dest
+        assert "distance" in raw_model_columns and len(raw_model_columns) == 5
+        assert [c.column for c in validated.drifted] == ["distance"] and validated.drifted[0].score > 1
+        # one raw column of five is below the policy's share: reported, not a retrain
+        assert not result.dataset_drift and run.retrain is None
+        text = run.lines()
+        section = text.index(next(line for line in text if line.startswith("validated data")))
+        assert any(line.startswith("  * distance: psi") for line in text[section:]), text
+        summary = json.loads(storage.read_bytes(run.reports.summary))
+        assert summary["validated"]["drifted"] == ["distance"] and summary["validated"]["dataset_drift"] is False
+
+        # a second column moves (every flight from JFK): 2/5 > 30 %, dataset drift from the validated source
+        write_partition(storage, key, raw.assign(distance=raw["distance"] + 3000, origin="JFK"), "and a feed bug")
+        run = check_day(FLIGHTS, settings, storage, SERVED_DAY)
+        assert {c.column for c in run.result.validated.drifted} == {"distance", "origin"}
+        assert run.result.validated_drift and run.result.dataset_drift and not run.result.served_drift
+        assert run.retrain is not None and run.retrain.week == "2013-01-21 (W04)"
+        assert run.retrain.reason.startswith(f"validated data drift: 2/{len(raw_model_columns)} raw columns drifted")
+    finally:
+        storage.replace_prefix(key, saved)
+        _clear_log(storage)

@@ -470,3 +470,67 @@ def test_ab_mode_promotes_a_clearly_better_challenger_on_its_outcomes(env):
     assert verify_history(env.storage, UC) is None
     (event,) = [e for e in stack.asset_events(f"champion/{UC}") if e.extra.get("by") == "abtest"]
     assert event.partition_key == "v2" and event.extra["previous"] == "1"
+
+
+def test_drift_of_shifted_traffic_requests_one_retrain_per_cooldown(env):
+    """A fault drill shifts the champion's answers on a day nobody served yet (2013-01-13, a Sunday): the
+    drift run of that day stores its reports, and the drift DAG announces the week to retrain on once,
+    which starts one training run with that key; a check within the cool-down announces nothing."""
+    from aerodrome.serving.client import GatewayClient
+    from aerodrome.serving.predlog import read_day
+    from aerodrome.serving.replay import day_traffic, replay
+    from aerodrome.serving.tokens import gateway_tokens
+
+    stack, dag_id, day, week = env.stack, f"drift_{UC}", "2013-01-13", "2013-01-07 (W02)"
+    token, admin = gateway_tokens(str(env.root / "data"))
+    gateway = GatewayClient(f"http://127.0.0.1:{stack.gateway_port}", token, admin)
+    rows, labels = day_traffic(env.spec, env.storage, date.fromisoformat(day))
+    rows, labels = rows[:300], labels[:300]  # above drift.min_rows (200)
+    gateway.fault(UC, alias="champion", shift=0.6)
+    try:
+        stats = replay(gateway, UC, rows, labels, prefix="drift")
+    finally:
+        gateway.clear_faults(UC)
+    assert stats.failed == 0 and stats.aliases["champion"] == len(rows), stats.summary()
+    stack.wait_for(lambda: len(read_day(env.storage, UC, day)) >= len(rows), 30, "the flushed prediction log")
+
+    # the reconcile sweep closed W01/W03 on the same asset: count only what the drift runs add
+    before = len(stack.asset_events(f"retrain_requested/{UC}"))
+    trained = env.keys(f"train_{UC}")[week]
+    # without catch-up the scheduler may still add the latest @daily tick: it checks the newest served day
+    # (2013-01-14, whose week is W02 as well); whichever run asks first, the other is cooling down
+    stack.unpause([dag_id])
+
+    def finished(run) -> dict[str, str]:
+        stack.wait_for(lambda: [r for r in env.finished(dag_id) if r.dag_run_id == run.dag_run_id], 300, run.dag_run_id)
+        return {t.task_id: t.state.value for t in stack.task_instances(dag_id, run.dag_run_id)}
+
+    run = stack.trigger(dag_id, conf={"ds": day})
+    assert finished(run)["check_drift"] == "success"
+    prefix = f"drift/{UC}/date={day}"
+    for name in ("report.html", "report.json", "summary.json"):
+        assert env.storage.exists(f"{prefix}/{name}"), name
+    summary = json.loads(env.storage.read_bytes(f"{prefix}/summary.json"))
+    champion = str(env.mlflow().get_model_version_by_alias(UC, "champion").version)
+    assert summary["version"] == champion and summary["days"] == [day] and summary["rows"] == len(rows)
+    assert summary["prediction_drift"] and any(r.startswith("prediction drift") for r in summary["reasons"])
+    assert summary["validated"]["rows"] == flights_per_day()[day]  # the day's raw rows, scored as well
+
+    settled = lambda: all(r.state.value in ("success", "failed") for r in stack.runs(dag_id))  # noqa: E731
+    stack.wait_for(settled, 300, "every drift run")
+    requested = Counter()
+    for r in stack.runs(dag_id):
+        requested.update(
+            t.state.value for t in stack.task_instances(dag_id, r.dag_run_id) if t.task_id == "request_retrain"
+        )
+    assert requested["success"] == 1 and set(requested) <= {"success", "skipped"}, requested
+    events = stack.asset_events(f"retrain_requested/{UC}")[before:]
+    assert [e.partition_key for e in events] == [week], events
+    assert "drift" in events[0].extra["reason"]
+    # the train DAG maps the key 1:1: one more run on the window ending that week (not waited for)
+    stack.wait_for(lambda: env.keys(f"train_{UC}")[week] == trained + 1, 120, "the retraining run")
+
+    again = stack.trigger(dag_id, conf={"ds": day})
+    assert finished(again) == {"check_drift": "success", "request_retrain": "skipped"}  # cooling down
+    assert len(stack.asset_events(f"retrain_requested/{UC}")) == before + 1
+    assert env.keys(f"train_{UC}")[week] == trained + 1

@@ -72,11 +72,13 @@ class CanaryStepOperator(UseCaseOperator):
         )
         self.defer(trigger=trigger, method_name="execute_complete", kwargs={"version": version})
 
-    def execute_complete(self, context: Any, event: dict[str, Any], version: str) -> dict[str, Any]:
+    def execute_complete(self, context: Any, event: dict[str, Any], version: str | None = None) -> dict[str, Any]:
         from aerodrome.registry.gates import Gate
         from aerodrome.serving.canary import analyze_step
 
-        _, spec, storage = spec_and_storage(self.usecase)
+        settings, spec, storage = spec_and_storage(self.usecase)
+        # `dag.test()` resumes without the defer kwargs (the triggerer passes them): find the version again
+        version = version or challenger_of_run(context, spec, settings)
         if event["status"] == "unreachable" or not event.get("window"):
             raise fail_without_retry(f"the gateway could not be watched: {event.get('reason')}")
         verdict = analyze_step(spec.canary, spec.target.task, self.percent, event["window"]["aliases"])

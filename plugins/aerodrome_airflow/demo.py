@@ -79,12 +79,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=date.fromisoformat, default=None, help="first day (default: spec start)")
     parser.add_argument("--days", type=int, default=31, help="days to replay (365 = the full year)")
     parser.add_argument("--bad-day", type=int, default=10, help="which replayed day gets a spoiled drop (0 = none)")
+    parser.add_argument(
+        "--canary-seconds",
+        type=float,
+        default=15,
+        help="analysis window per canary step (the spec's is 30 min); 0 = stop after the first promotion",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")  # progress lines only
     warnings.filterwarnings("ignore")
     apply_embedded_environ()
     started = time.perf_counter()
+    loop = args.canary_seconds > 0 and args.days >= 21
+    if loop:  # the same spec, with canary windows a demo can wait for
+        from aerodrome.settings import Settings as _Settings
+
+        from aerodrome_airflow.demo_canary import demo_usecases
+
+        env = _Settings.from_env()
+        target = Path(env.data_root) / "demo" / "usecases"
+        os.environ["AERODROME_USECASES_DIR"] = str(
+            demo_usecases(env.usecases_dir, target, args.usecase, args.canary_seconds)
+        )
     from aerodrome.ingest.partition import read_manifest
     from aerodrome.ingest.run import RAW_ZONE, landing_storage
     from aerodrome.landing import feed_for
@@ -141,8 +158,21 @@ def main(argv: list[str] | None = None) -> int:
                     failures.append((day, tasks))
         _say(f"[{i}/{len(days)}] {ds}: {', '.join(steps)} ({time.perf_counter() - t0:.1f}s)")
 
-    trained = train_candidate(spec, days, failures) if features and featured else None
-    verdict = promote_candidate(spec, storage, days[-1], failures) if trained else []
+    # a first model on the early days becomes @champion; with the loop, a second on every day is canaried
+    if loop and champion_of(spec) is not None:
+        _say(f"a @champion exists from an earlier run (v{champion_of(spec)}): `make clean` first for the full loop")
+        loop = False
+    first_window = days[: len(days) // 3] if loop else days
+    trained = train_candidate(spec, first_window, failures) if features and featured else None
+    verdict = promote_candidate(spec, storage, first_window[-1], failures) if trained else []
+    loop_lines: list[str] = []
+    if loop and trained and verdict and "@" in verdict[0]:
+        second = train_candidate(spec, days, failures)
+        loop_lines = promote_candidate(spec, storage, days[-1], failures) if second else []
+        if loop_lines and "@challenger" in loop_lines[0]:
+            from aerodrome_airflow.demo_canary import canary_of_challenger
+
+            loop_lines += canary_of_challenger(spec, storage, days, load_dag, _say)
 
     partitions = storage.partitions(f"{RAW_ZONE}/{spec.name}")
     total = sum(read_manifest(storage, f"{RAW_ZONE}/{spec.name}/{p}").rows for p in partitions)
@@ -161,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"                  MLflow UI: mlflow ui --backend-store-uri {settings.tracking_uri}")
     for n, line in enumerate(verdict):
         print(f"{'promotion' if n == 0 else '':<18}{line}")
+    for n, line in enumerate(loop_lines):
+        print(f"{'second model' if n == 0 else '':<18}{line}")
     print(f"failed runs       {len(failures)}")
     for day, tasks in failures:
         print(f"  FAILED {day}: {tasks} (logs under {os.environ['AIRFLOW_HOME']}/logs)")
@@ -207,6 +239,13 @@ def promote_candidate(spec, storage, last_day: date, failures: list) -> list[str
     lines = [f"[{'pass' if g['passed'] else 'FAIL'}] {g['name']}: {g['detail']}" for g in report["gates"]]
     verdict = f"v{version} -> @{report['target_alias']}" if report["passed"] else f"v{version} rejected"
     return [verdict, *lines]
+
+
+def champion_of(spec) -> str | None:
+    from aerodrome.registry.aliases import CHAMPION, alias_version, registry_client
+    from aerodrome.settings import Settings
+
+    return alias_version(registry_client(Settings.from_env().tracking_uri), spec.name, CHAMPION)
 
 
 def describe_candidate(spec) -> str:

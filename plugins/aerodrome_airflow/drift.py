@@ -10,17 +10,22 @@ from aerodrome_airflow.operators import UseCaseOperator, fail_without_retry, for
 
 
 class DriftReportLink(BaseOperatorLink):
-    """The task's "Drift report" button: the Evidently HTML of the run (or our summary when there is none)."""
+    """The task's "Drift report" button: the Evidently HTML of the run (or our summary when there is none),
+    served in the UI by the `aerodrome_reports` plugin (a relative URL: the UI resolves it against its base)."""
 
     name = "Drift report"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        return getattr(operator, "report_uri", "") or ""  # set by execute in the same worker process
+        from aerodrome.reports import served_path
+
+        uri = getattr(operator, "report_uri", "") or ""  # set by execute in the same worker process
+        return served_path(uri) or uri
 
 
 class CheckDriftOperator(UseCaseOperator):
-    """Check the served days ending with the form's `ds` (default: the prediction log's newest event day)
-    against the champion's reference; log the summary; return the retrain week when the policy is breached.
+    """Check the served days ending with the form's `ds` (default: the prediction log's newest event day),
+    and their validated partitions, against the champion's reference; log the summary; return the retrain
+    week when the policy is breached.
 
     The following `request_retrain` task announces that week on `retrain_requested/<use case>`.
     """
@@ -56,6 +61,7 @@ class CheckDriftOperator(UseCaseOperator):
             "dataset_drift": result.dataset_drift,
             "drifted_share": round(result.drifted_share, 4),
             "drifted": [c.column for c in result.drifted],
+            "validated_drifted": [c.column for c in result.validated.drifted] if result.validated else [],
             "prediction_drift": result.prediction_drift,
             "report": self.report_uri,
             "summary": storage.uri(run.reports.summary),

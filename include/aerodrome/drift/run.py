@@ -1,4 +1,5 @@
-"""The nightly drift check of one use case: the served days ending with `day` against the champion."""
+"""The nightly drift check of one use case: the served days ending with `day`, and the same days'
+validated partitions, against the champion."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from aerodrome.drift.check import DriftResult, Realized, check_batch, realized_metric
+from aerodrome.drift.check import DriftResult, Realized, ValidatedDrift, check_batch, check_validated, realized_metric
 from aerodrome.drift.reference import PREDICTION, Reference, ensure_reference, load_sample
 from aerodrome.drift.report import ReportKeys, write_reports
 from aerodrome.drift.retrain import RetrainRequest, request_retrain
@@ -59,6 +60,22 @@ def served_batch(storage: Storage, usecase: str, days: list[str]) -> pd.DataFram
     return batch.sort_values("served_at").drop_duplicates(["request_id", "row"], keep="last")
 
 
+def validated_batch(spec: UseCase, storage: Storage, days: list[str]) -> pd.DataFrame:
+    """The validated partitions of `days` (those that exist; empty when none), read one by one."""
+    from aerodrome.errors import SourceError
+    from aerodrome.features.offline import read_validated
+
+    try:
+        return read_validated(storage, spec, date.fromisoformat(days[0]), date.fromisoformat(days[-1]))
+    except SourceError:
+        return pd.DataFrame()
+
+
+def check_validated_days(spec: UseCase, storage: Storage, reference: Reference, days: list[str]) -> ValidatedDrift:
+    """The validated rows of `days` on the reference's features that are raw columns of the spec."""
+    return check_validated(reference, validated_batch(spec, storage, days), list(spec.columns), spec.drift, days)
+
+
 def realized(
     spec: UseCase, storage: Storage, reference: Reference, batch: pd.DataFrame, days: list[str], now: datetime
 ) -> Realized:
@@ -91,8 +108,9 @@ def check_day(
     version: str | None = None,
     now: datetime | None = None,
 ) -> DriftRun:
-    """Check the served days ending with `day` against the champion's (or `version`'s) reference, store
-    the reports under `drift/<use case>/date=<day>/` and request a retrain when the policy is breached."""
+    """Check the served days ending with `day`, and their validated partitions, against the champion's (or
+    `version`'s) reference, store the reports under `drift/<use case>/date=<day>/` and request a retrain
+    when the policy is breached."""
     from aerodrome.registry.aliases import CHAMPION, alias_version, registry_client
     from aerodrome.train.tracking import model_name
 
@@ -108,7 +126,8 @@ def check_day(
         answered = batch[(batch["model_version"].astype(str) == reference.version) & ~batch["fallback"].astype(bool)]
         predictions = answered[PREDICTION].to_numpy(dtype=float)
         performance = realized(spec, storage, reference, batch, days, now)
-    result = check_batch(reference, batch, policy, days, predictions, performance)
+    validated = check_validated_days(spec, storage, reference, days)
+    result = check_batch(reference, batch, policy, days, predictions, performance, validated)
     reports = write_reports(
         storage, result, day.isoformat(), batch, load_sample(storage, spec.name, reference.version), policy
     )
