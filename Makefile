@@ -10,7 +10,7 @@ PY := $(BIN)/python
 TORCH_PIP_ARGS ?=
 DAYS ?= 31
 
-.PHONY: install demo test test-k8s k8s-build k8s-up k8s-down up settings bench bench-k8s lint clean help
+.PHONY: install demo demo-drift test test-k8s k8s-build k8s-up k8s-down up settings bench bench-k8s lint clean help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,6 +27,9 @@ install: $(BIN)/.installed ## create .venv and install the pinned environment
 
 demo: install ## run the flight-delay lifecycle on the embedded default (DAYS=365 for the full year)
 	$(PY) -m aerodrome_airflow.demo --days $(DAYS)
+
+demo-drift: install ## the drift loop on real drift (train Jan-Jun 2013, serve autumn, retrain, canary; ~6 min; after make clean)
+	$(PY) -m aerodrome_airflow.demo_drift
 
 test: install ## run the test suite (starts PostgreSQL/Redis if they are not running)
 	@bash scripts/ensure-services.sh
