@@ -28,7 +28,7 @@ install: $(BIN)/.installed ## create .venv and install the pinned environment
 demo: install ## run the flight-delay lifecycle on the embedded default (DAYS=365 for the full year)
 	$(PY) -m aerodrome_airflow.demo --days $(DAYS)
 
-demo-drift: install ## the drift loop on real drift (train Jan-Jun 2013, serve autumn, retrain, canary; ~6 min; after make clean)
+demo-drift: install ## the drift loop on real drift (train Jan 2013, serve July, drift, retrain, gates, canary; ~3 min; after make clean)
 	$(PY) -m aerodrome_airflow.demo_drift
 
 test: install ## run the test suite (starts PostgreSQL/Redis if they are not running)

@@ -1,8 +1,9 @@
 """`make demo-drift`: the drift loop on real drift, a documented longer scenario (~6 minutes after install).
 
-The flights of 2013 have two delay regimes: summer (June/July, ~0.3 of flights late) and autumn
-(September-November, ~0.15). A first model is trained on January-June and becomes `@champion`; the
-gateway then serves autumn days through the replayer (with their outcomes), and the real DAGs run
+The flights of 2013 change regime with the seasons: winter, then summer (June/July, ~0.3 of flights
+late) and autumn (September-November, ~0.15). A first model is trained on January (the spec's window
+ending that month) and becomes `@champion`; the gateway then serves July days through the replayer
+(with their outcomes), and the real DAGs run
 through `dag.test()` on the embedded profile: `drift_<uc>` compares the served days with the champion's
 reference and requests a retrain, `train_<uc>` fits on the window ending that week, `promote_<uc>` judges
 the new model against the champion and, when it passes, `canary_<uc>` steps it through the gateway.
@@ -80,15 +81,15 @@ def check_drift(spec, storage, day: date) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--usecase", default="flight_delay")
-    parser.add_argument("--train-end", type=date.fromisoformat, default=date(2013, 6, 30))
-    parser.add_argument("--serve", type=date.fromisoformat, default=date(2013, 10, 15), help="last served day")
+    parser.add_argument("--train-end", type=date.fromisoformat, default=date(2013, 1, 31))
+    parser.add_argument("--serve", type=date.fromisoformat, default=date(2013, 7, 10), help="last served day")
     parser.add_argument("--serve-days", type=int, default=3)
     parser.add_argument("--canary-seconds", type=float, default=15)
     parser.add_argument(
         "--retrain-days",
         type=int,
-        default=0,
-        help="retraining window ending the requested week (0 = the spec's model.window_days)",
+        default=182,
+        help="retraining window ending the requested week (0 = the spec's model.window_days, 91)",
     )
     args = parser.parse_args(argv)
 
