@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.sdk.bases.skipmixin import SkipMixin
 
-from aerodrome_airflow.canary import challenger_of_run
+from aerodrome_airflow.canary import challenger_of_run, serve_challenger
 from aerodrome_airflow.candidates import version_key
 from aerodrome_airflow.operators import UseCaseOperator, fail_without_retry, spec_and_storage
 from aerodrome_airflow.promotion import run_actor
@@ -38,8 +38,6 @@ class ABTestOperator(UseCaseOperator, SkipMixin):
     inherits_from_skipmixin = True
 
     def execute(self, context: Any) -> None:
-        from aerodrome.serving.client import GatewayError
-
         from aerodrome_airflow.gateway import gateway_client
         from aerodrome_airflow.triggers import CanaryWindowTrigger
 
@@ -47,15 +45,7 @@ class ABTestOperator(UseCaseOperator, SkipMixin):
         policy = ab_policy(spec, context)
         version = challenger_of_run(context, spec, settings)
         client = gateway_client()
-        try:
-            served = client.reload(spec.name)["models"]
-            if served.get("challenger") != version:
-                raise fail_without_retry(
-                    f"the gateway serves @challenger v{served.get('challenger')}, not v{version}: a stale A/B test"
-                )
-            client.set_traffic(spec.name, policy.split_percent)
-        except GatewayError as exc:  # unreachable or refusing: a retry may find it back
-            raise RuntimeError(str(exc)) from None
+        served = serve_challenger(client, spec.name, version, policy.split_percent, "this A/B test")
         seconds = policy.horizon_hours * 3600
         self.log.info(
             "%s: v%s gets %g %% of the traffic, v%s the rest, for %.0f s (deferred: no worker slot held)",

@@ -20,6 +20,26 @@ def challenger_of_run(context: Any, spec, settings) -> str:
     return requested_version(context, spec, settings, fallback_alias="challenger")
 
 
+def serve_challenger(client: Any, usecase: str, version: str, percent: float, what: str) -> dict[str, Any]:
+    """Have the gateway load the aliases, check it serves `version` as @challenger, give it `percent` of the traffic.
+
+    A gateway serving another challenger fails at once (`what` names the stale run); an unreachable or
+    refusing gateway raises a plain error, so a retry may find it back. Returns the versions served.
+    """
+    from aerodrome.serving.client import GatewayError
+
+    try:
+        served = client.reload(usecase)["models"]
+        if served.get("challenger") != version:
+            raise fail_without_retry(
+                f"the gateway serves @challenger v{served.get('challenger')}, not v{version}: {what} is stale"
+            )
+        client.set_traffic(usecase, percent)
+    except GatewayError as exc:
+        raise RuntimeError(str(exc)) from None
+    return served
+
+
 class CanaryStepOperator(UseCaseOperator):
     """Give the challenger `percent` % of the traffic, then watch the window without holding a worker slot.
 
@@ -35,23 +55,13 @@ class CanaryStepOperator(UseCaseOperator):
         self.percent = percent
 
     def execute(self, context: Any) -> None:
-        from aerodrome.serving.client import GatewayError
-
         from aerodrome_airflow.gateway import gateway_client
         from aerodrome_airflow.triggers import CanaryWindowTrigger
 
         settings, spec, _ = spec_and_storage(self.usecase)
         version = challenger_of_run(context, spec, settings)
         client = gateway_client()
-        try:
-            served = client.reload(spec.name)["models"]
-            if served.get("challenger") != version:
-                raise fail_without_retry(
-                    f"the gateway serves @challenger v{served.get('challenger')}, not v{version}: this canary is stale"
-                )
-            client.set_traffic(spec.name, self.percent)
-        except GatewayError as exc:  # unreachable or refusing: a retry may find it back
-            raise RuntimeError(str(exc)) from None
+        serve_challenger(client, spec.name, version, self.percent, "this canary")
         seconds = spec.canary.analysis_minutes * 60
         self.log.info(
             "%s v%s: %g %% of the traffic; watching %.0f s (deferred: no worker slot held)",

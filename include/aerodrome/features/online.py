@@ -196,13 +196,14 @@ class OnlineReader:
     """
 
     def __init__(self, spec: UseCase, settings: Settings) -> None:
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
         from feast.type_map import feast_value_type_to_python_type
 
         store = feature_store(spec, settings)
         entities = features_of(spec).entities
         self._config, self._provider = store.config, store.provider
-        self._value, self._python = Value, feast_value_type_to_python_type
+        self._entity_key, self._value, self._python = EntityKey, Value, feast_value_type_to_python_type
         self._fields = {name: _VALUE_FIELDS[str(kind)] for name, kind in entities.items()}
         self._views = [
             (store.get_feature_view(view.name), list(view.entities), list(view.features))
@@ -211,10 +212,8 @@ class OnlineReader:
         self.features = [f for _, _, names in self._views for f in names]
 
     def _key(self, row: dict[str, Any], keys: list[str]) -> Any:
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-
         values = [self._value(**{self._fields[k]: row[k]}) for k in keys]
-        return EntityKey(join_keys=keys, entity_values=values)
+        return self._entity_key(join_keys=keys, entity_values=values)
 
     def read(self, entity_rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
         """Every feature for `entity_rows` (each names every join key), column-wise; None where nothing is stored."""
