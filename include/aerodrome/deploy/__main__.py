@@ -1,7 +1,8 @@
 """`python -m aerodrome.deploy`: Kubernetes manifests of the serving path, and KServe's canary traffic.
 
-render --usecase flight_delay [--step 25 | --step all] [--out DIR]
-    the gateway (Deployment + Service, `gateway.yaml`) and the use case's KServe InferenceService:
+render --usecase flight_delay [--step 25 | --step all] [--out DIR] [--max-replicas 6]
+    the gateway (Deployment + Service, `gateway.yaml`; with --max-replicas > 1 also its
+    HorizontalPodAutoscaler on the request rate and PodDisruptionBudget) and the use case's KServe InferenceService:
     without --step the champion at 100 % (`inferenceservice-<uc>.yaml`), with --step the challenger
     at that canary step (`inferenceservice-<uc>-step-<N>.yaml`, one per step for `all`).
     Model locations come from the MLflow registry (MLFLOW_TRACKING_URI) unless --storage-uri is given.
@@ -69,6 +70,16 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--gateway-mlflow-uri", default=GatewaySettings.mlflow_tracking_uri)
     render.add_argument("--env", type=_setting, action="append", default=[], help="NAME=VALUE for the gateway")
     render.add_argument("--secret-env", type=_secret_ref, action="append", default=[], help="ENV=SECRET:KEY")
+    render.add_argument("--service-account", help="the gateway's service account (e.g. bound to an IAM role for S3)")
+    render.add_argument("--min-replicas", type=int, default=GatewaySettings.min_replicas)
+    render.add_argument(
+        "--max-replicas", type=int, default=GatewaySettings.max_replicas, help="> 1: autoscale on the request rate"
+    )
+    render.add_argument(
+        "--requests-per-second",
+        default=GatewaySettings.requests_per_second,
+        help="the autoscaler's target request rate per gateway pod",
+    )
     render.add_argument("--storage-uri", help="the model's files for KServe (default: from the MLflow registry)")
     render.add_argument("--alias", help="registry alias to serve (default: challenger with --step, else champion)")
     render.add_argument("--artifacts-destination", help="the MLflow server's --artifacts-destination")
@@ -123,6 +134,10 @@ def render(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
             mlflow_tracking_uri=args.gateway_mlflow_uri,
             env=dict(args.env),
             secret_env=dict(args.secret_env),
+            service_account=args.service_account,
+            min_replicas=args.min_replicas,
+            max_replicas=args.max_replicas,
+            requests_per_second=args.requests_per_second,
         )
         files["gateway.yaml"] = gateway_manifests(specs, gateway)
     if args.only != "gateway":

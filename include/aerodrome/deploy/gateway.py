@@ -1,22 +1,29 @@
-"""The model gateway (`python -m aerodrome.serving`, image `docker/gateway`) as a Deployment and a Service.
+"""The model gateway (`python -m aerodrome.serving`, image `docker/gateway`) as Kubernetes objects.
 
-One replica on purpose: the traffic weight the canary sets through `/admin/{uc}/traffic` and the live
-window it judges (`/v1/{uc}/window`) live in the gateway process, and the Service hands each admin
-call to one pod. `Recreate` keeps it one process during a rollout too.
+By default one replica, on purpose: the traffic weight the canary sets through `/admin/{uc}/traffic`,
+the models `/admin/{uc}/reload` swaps in and the live window it judges (`/v1/{uc}/window`) live in the
+gateway process, and the Service hands each admin call to one pod; `Recreate` keeps it one process
+during a rollout too. `max_replicas` > 1 adds a HorizontalPodAutoscaler on the request rate and a
+PodDisruptionBudget (`aerodrome.deploy.scaling`) and rolls pods one by one: for use cases that are not
+canaried through this gateway (KServe's path, or a fixed champion) until the gateway shares its traffic
+weight and aliases between pods.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from aerodrome.deploy.names import PART_OF, DeployError, dns_label
+from aerodrome.deploy.scaling import gateway_autoscaler, gateway_disruption_budget
 from aerodrome.serving.tokens import ADMIN_TOKEN_ENV, TOKEN_ENV
 from aerodrome.usecase import UseCase
 
 DATA_MOUNT = "/opt/aerodrome/data"  # the image's AERODROME_DATA_ROOT and the owner of its files
 GATEWAY_UID = 50000  # docker/gateway/Dockerfile: GATEWAY_UID, group 0
 TOKEN_KEYS = {TOKEN_ENV: "token", ADMIN_TOKEN_ENV: "admin-token"}
+_QUANTITY = re.compile(r"\d+(\.\d+)?m?")  # the quantities a request rate needs: 50, 2.5, 500m
 
 
 @dataclass(frozen=True)
@@ -45,12 +52,28 @@ class GatewaySettings:
     secret_env: dict[str, tuple[str, str]] = field(default_factory=dict)  # env -> (secret, key)
     env: dict[str, str] = field(default_factory=dict)  # further plain settings
     service_account: str | None = None  # e.g. one bound to an IAM role that reads the S3 data root
+    min_replicas: int = 1
+    max_replicas: int = 1  # > 1: HorizontalPodAutoscaler + PodDisruptionBudget (see the module docstring)
+    requests_per_second: str = "50"  # the HPA's target per pod (a Kubernetes quantity)
 
     def __post_init__(self) -> None:
         dns_label(self.name, "gateway name")
         dns_label(self.namespace, "namespace")
         if not 0 < self.port < 65536:
             raise DeployError(f"gateway port {self.port} is not a TCP port (1-65535)")
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            raise DeployError(
+                f"gateway replicas: need 1 <= min_replicas ({self.min_replicas}) <= max_replicas ({self.max_replicas})"
+            )
+        if not _QUANTITY.fullmatch(self.requests_per_second) or float(self.requests_per_second.rstrip("m")) <= 0:
+            raise DeployError(
+                f"requests_per_second {self.requests_per_second!r} is not a positive Kubernetes quantity "
+                "(e.g. '50', or '500m' for half a request per second)"
+            )
+
+    @property
+    def scales(self) -> bool:
+        return self.max_replicas > 1
 
 
 def _labels(settings: GatewaySettings) -> dict[str, str]:
@@ -134,8 +157,7 @@ def gateway_deployment(specs: list[UseCase], settings: GatewaySettings) -> dict[
         "kind": "Deployment",
         "metadata": {"name": settings.name, "namespace": settings.namespace, "labels": labels},
         "spec": {
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},
+            **_rollout(settings),
             "selector": {"matchLabels": _labels(settings)},
             "template": {
                 "metadata": {
@@ -170,5 +192,27 @@ def gateway_service(settings: GatewaySettings) -> dict[str, Any]:
     }
 
 
+def _rollout(settings: GatewaySettings) -> dict[str, Any]:
+    if not settings.scales:
+        return {"replicas": 1, "strategy": {"type": "Recreate"}}
+    # no `replicas`: the HPA owns the count (an apply would reset it); a new pod is ready before an old one goes
+    return {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}
+
+
 def gateway_manifests(specs: list[UseCase], settings: GatewaySettings) -> list[dict[str, Any]]:
-    return [gateway_deployment(specs, settings), gateway_service(settings)]
+    """Deployment and Service; with `max_replicas` > 1 also the HorizontalPodAutoscaler and PodDisruptionBudget."""
+    manifests = [gateway_deployment(specs, settings), gateway_service(settings)]
+    if settings.scales:
+        labels = PART_OF | _labels(settings) | {"app.kubernetes.io/component": "gateway"}
+        manifests.append(
+            gateway_autoscaler(
+                settings.name,
+                settings.namespace,
+                labels,
+                min_replicas=settings.min_replicas,
+                max_replicas=settings.max_replicas,
+                requests_per_second=settings.requests_per_second,
+            )
+        )
+        manifests.append(gateway_disruption_budget(settings.name, settings.namespace, labels, _labels(settings)))
+    return manifests
