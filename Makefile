@@ -9,8 +9,9 @@ PY := $(BIN)/python
 # Extra pip arguments for torch, e.g. a CPU-only index elsewhere; here pip finds the local CPU wheel.
 TORCH_PIP_ARGS ?=
 DAYS ?= 31
+USECASE ?= flight_delay
 
-.PHONY: install demo demo-drift test test-k8s k8s-build k8s-up k8s-down up settings bench bench-k8s lint clean help
+.PHONY: install demo demo-drift usecase test test-services test-k8s k8s-build k8s-up k8s-down up settings bench bench-k8s lint clean help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -25,8 +26,12 @@ $(BIN)/.installed: requirements.txt constraints.txt pyproject.toml
 
 install: $(BIN)/.installed ## create .venv and install the pinned environment
 
-demo: install ## run the flight-delay lifecycle on the embedded default (DAYS=365 for the full year)
-	$(PY) -m aerodrome_airflow.demo --days $(DAYS)
+demo: install ## run a use case's lifecycle on the embedded default (USECASE=flight_delay; DAYS=365 for the full year; START=YYYY-MM-DD, default the spec's schedule.start_date)
+	$(PY) -m aerodrome_airflow.demo --usecase $(USECASE) --days $(DAYS) $(if $(START),--start $(START))
+
+usecase: install ## scaffold a use case: make usecase NAME=my_domain (then: python -m aerodrome.cli usecase check ...)
+	@test -n "$(NAME)" || { echo "usage: make usecase NAME=my_domain"; exit 2; }
+	$(PY) -m aerodrome.cli usecase new $(NAME)
 
 demo-drift: install ## the drift loop on real drift (train Jan 2013, serve July, drift, retrain, gates, canary; ~3 min; after make clean)
 	$(PY) -m aerodrome_airflow.demo_drift
@@ -34,7 +39,11 @@ demo-drift: install ## the drift loop on real drift (train Jan 2013, serve July,
 test: install ## run the test suite (starts PostgreSQL/Redis if they are not running)
 	@bash scripts/ensure-services.sh
 	$(BIN)/ruff check dags plugins include tests bench
-	$(BIN)/pytest -m "not k8s"
+	$(BIN)/pytest -m "not k8s and not services"
+
+test-services: install ## the lifecycle on PostgreSQL (Airflow, MLflow server), Redis and S3 (moto) on loopback
+	@bash scripts/ensure-services.sh
+	$(BIN)/pytest -m services
 
 k8s-build: ## build Kubernetes 1.20 from Debian's source package (~6 min once; cached in /var/cache/aerodrome-k8s)
 	bash scripts/k8s/build.sh

@@ -9,17 +9,23 @@ backfill (`compute_features_range`, timed and reported). Then:
                 `FeatureStore.get_online_features` with the same feature list on the same store,
                 interleaved call by call; p50/p99 and the platform/bare ratio;
   training set  `build_training_set` for the whole year in a fresh interpreter: wall time (imports
-                excluded), peak RSS, rows in vs rows out.
+                excluded), peak RSS, rows in vs rows out;
+  declarative   the spec's declarative views vs the hand-written `flights` builder computing the same
+                views from the same validated history (`build` only, no I/O): wall time (best of 2)
+                and peak traced memory (tracemalloc: numpy + pandas buffers), rows checked equal.
+                `python -m bench.bench_features --declarative [--quick]` runs this part alone.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import uuid
 from dataclasses import replace
 from datetime import date, timedelta
@@ -35,6 +41,7 @@ from aerodrome.features import (
     online_features,
 )
 from aerodrome.features.builders import builder_for
+from aerodrome.features.offline import validated_days
 from aerodrome.ingest.partition import partition_key, write_partition
 from aerodrome.landing.flights import load_flights
 from aerodrome.schema import conform
@@ -74,11 +81,22 @@ print(json.dumps({"seconds": time.perf_counter() - started, "rows_in": ts.rows_i
 
 
 def publish_year(storage: LocalStorage, spec: UseCase, last: date) -> int:
-    """Validated partitions of every local flight day up to `last` (what ingest + validate publish)."""
+    """Validated partitions of every local flight day up to `last` and of its weather, the spec's second source
+    (what ingest + validate publish). A day without weather observations (2013-12-31) fails the weather gate, so
+    the platform never features it: it is left out. Returns the flights published."""
+    from aerodrome.ingest.datasets import source_dataset
+    from aerodrome.landing.flights import weather_for
+
+    weather = source_dataset(spec, "weather")
     flights = load_flights()
     day = pd.to_datetime(dict(year=flights["year"], month=flights["month"], day=flights["day"])).dt.date
     rows = 0
     for when, frame in flights[day <= last].groupby(day[day <= last]):
+        observed = weather_for(when)
+        if observed.empty:
+            continue
+        key = partition_key("validated", weather.name, when.isoformat())
+        write_partition(storage, key, conform(observed, weather.columns, key), key)
         key = partition_key("validated", spec.name, when.isoformat())
         rows += write_partition(storage, key, conform(frame, spec.columns, key), key).rows
     return rows
@@ -230,6 +248,75 @@ def _training_rows(settings: Settings, spec: UseCase, first: date, last: date) -
     ]
 
 
+def _build_cost(builder, history: pd.DataFrame, days: list, storage: LocalStorage) -> tuple[float, float, dict]:
+    """(best wall seconds of 2, peak traced MB, frames) of `builder.build` over `days`."""
+    walls = []
+    for _ in range(2):
+        gc.collect()
+        started = time.perf_counter()
+        frames = builder.build(history, days, storage=storage)
+        walls.append(time.perf_counter() - started)
+        del frames
+    gc.collect()
+    tracemalloc.start()
+    frames = builder.build(history, days, storage=storage)
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return min(walls), peak, frames
+
+
+def _same_rows(spec: UseCase, ours: dict, theirs: dict) -> None:
+    for view in spec.features.views:
+        keys = [*view.entities, "event_timestamp"]
+        a = ours[view.name].sort_values(keys, kind="stable")[list(view.features)].astype("float64").to_numpy()
+        b = theirs[view.name].sort_values(keys, kind="stable")[list(view.features)].astype("float64").to_numpy()
+        if a.shape != b.shape or not np.allclose(a, b, equal_nan=True):
+            raise AssertionError(f"declarative and builder rows differ in view {view.name!r}")
+
+
+def _declarative_rows(spec: UseCase, storage: LocalStorage, first: date, last: date) -> list[dict]:
+    from aerodrome.features.builders.flights import builder_spec
+    from aerodrome.features.offline import read_validated
+
+    ours, theirs = builder_for(spec), builder_for(builder_spec(spec))
+    history = read_validated(storage, spec, first - timedelta(days=ours.lookback_days), last)
+    days = [pd.Timestamp(d) for d in sorted(history["_day"].dt.date.unique())]
+    ours_s, ours_mb, ours_frames = _build_cost(ours, history, days, storage)
+    theirs_s, theirs_mb, theirs_frames = _build_cost(theirs, history, days, storage)
+    _same_rows(spec, ours_frames, theirs_frames)
+    rows = sum(len(f) for f in ours_frames.values())
+    common = f"{len(days)} days, {len(history):,} flights, {rows:,} feature rows in {len(ours_frames)} views, equal"
+    return [
+        {
+            "name": f"declarative features vs hand-written builder, {len(days)} days: wall",
+            "value": round(ours_s, 2),
+            "unit": "s",
+            "baseline": round(theirs_s, 2),
+            "ratio": round(ours_s / theirs_s, 3),
+            "goal": "<= 1 (no slower)",
+            "note": common,
+        },
+        {
+            "name": f"declarative features vs hand-written builder, {len(days)} days: peak traced memory",
+            "value": round(ours_mb),
+            "unit": "MB",
+            "baseline": round(theirs_mb),
+            "ratio": round(ours_mb / theirs_mb, 3),
+            "note": "tracemalloc peak during build (numpy and pandas buffers)",
+        },
+    ]
+
+
+def run_declarative(quick: bool = False) -> list[dict]:
+    """Only the declarative-vs-builder comparison (validated partitions are written first, not timed)."""
+    spec = load_usecase(PROJECT_ROOT / "include" / "usecases" / USECASE)
+    first, last = spec.schedule.start_date, date(2013, 2, 28) if quick else date(2013, 12, 31)
+    with tempfile.TemporaryDirectory(prefix="aerodrome-bench-declarative-") as tmp:
+        storage = LocalStorage(Path(tmp, "data"))
+        publish_year(storage, spec, last)
+        return _declarative_rows(spec, storage, first, last)
+
+
 def _redis_ready(url: str) -> str | None:
     import redis
 
@@ -263,6 +350,7 @@ def run(quick: bool = False) -> list[dict]:
             feature_repo=f"{tmp}/repo",
         )
         flights = publish_year(storage, spec, last)
+        last = max(validated_days(storage, spec))  # the newest day with its weather (2013-12-31 has none)
         started = time.perf_counter()
         written = compute_features_range(spec, storage, first, last)
         backfill_s = time.perf_counter() - started
@@ -291,9 +379,11 @@ def run(quick: bool = False) -> list[dict]:
             finally:
                 _forget_redis_project(REDIS_URL, f"{namespace}_{spec.name}")
         results += _training_rows(settings, spec, first, last)
+        results += _declarative_rows(spec, storage, first, last)
     return results
 
 
 if __name__ == "__main__":
-    for row in run(quick="--quick" in sys.argv):
+    part = run_declarative if "--declarative" in sys.argv else run
+    for row in part(quick="--quick" in sys.argv):
         print(row)

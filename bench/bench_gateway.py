@@ -75,6 +75,7 @@ def _env(settings) -> dict[str, str]:
         "AERODROME_FEATURE_REPO": str(settings.feature_repo),
         "AERODROME_USECASES_DIR": str(settings.usecases_dir),
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "AERODROME_SIGNING_TRUSTED_KEYS": f"{settings.data_root}/signing/ed25519.pub",  # a gateway elsewhere
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "AERODROME_GATEWAY_TOKEN": "bench",
         "AERODROME_GATEWAY_ADMIN_TOKEN": "bench-admin",

@@ -87,7 +87,8 @@ def storage(tmp_path):
 
 
 def publish_flights(storage, spec, first, last) -> None:
-    """Validated partitions of the local flight days `first`..`last`, as the validation gate publishes them."""
+    """Validated partitions of the local flight days `first`..`last` (and of their weather, the spec's second
+    source), as the validation gate publishes them."""
     import pandas as pd
     from aerodrome.ingest.partition import partition_key, write_partition
     from aerodrome.landing.flights import load_flights
@@ -99,3 +100,11 @@ def publish_flights(storage, spec, first, last) -> None:
     for when, frame in flights[wanted].groupby(day[wanted]):
         key = partition_key("validated", spec.name, when.isoformat())
         write_partition(storage, key, conform(frame, spec.columns, key), key)
+    if "weather" in spec.sources:  # the second source the features join, published the same way
+        from aerodrome.ingest.datasets import source_dataset
+        from aerodrome.landing.flights import weather_for
+
+        weather = source_dataset(spec, "weather")
+        for when in sorted(set(day[wanted])):
+            key = partition_key("validated", weather.name, when.isoformat())
+            write_partition(storage, key, conform(weather_for(when), weather.columns, key), key)

@@ -63,6 +63,25 @@ def test_online_metric_counts_only_with_enough_labels():
     assert "online_metric" not in checks(few)
 
 
+def test_outcomes_outrank_the_prediction_shift_once_they_have_arrived():
+    shifted = list(RNG.beta(5, 2, 500))  # a model retrained on drifted data predicts differently
+    champion = stats(labelled=80, online_log_loss=0.60)
+    better = analyze_step(
+        POLICY,
+        "classification",
+        25,
+        {"champion": champion, "challenger": stats(predictions=shifted, labelled=80, online_log_loss=0.55)},
+    )
+    assert better.passed and "the outcomes below judge it instead" in "\n".join(better.lines()), better.lines()
+    worse = analyze_step(
+        POLICY,
+        "classification",
+        25,
+        {"champion": champion, "challenger": stats(predictions=shifted, labelled=80, online_log_loss=0.70)},
+    )
+    assert not worse.passed and checks(worse) == {**checks(better), "online_metric": False}
+
+
 def test_breach_stops_early_only_on_clear_harm_with_enough_traffic():
     assert breach(POLICY, {"challenger": stats(requests=10, errors=5)}) is None  # too little traffic to say
     assert "error rate" in breach(POLICY, {"challenger": stats(requests=40, errors=5)})

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_no_cycles(dagbag):
         assert find_cycle(dag) is None, f"cycle in {dag_id}: {find_cycle(dag)}"
 
 
-@pytest.mark.parametrize("dag_file", sorted(p.name for p in (ROOT / "dags").glob("*.py")))
+@pytest.mark.parametrize("dag_file", sorted(str(p.relative_to(ROOT / "dags")) for p in (ROOT / "dags").rglob("*.py")))
 def test_dag_files_import_no_heavy_modules(dag_file):
     code = (
         "import runpy, sys, json;"
@@ -107,8 +108,8 @@ def test_promotion_waits_for_a_person_only_when_the_spec_asks():
 def test_the_rollout_mode_picks_the_canary_or_the_ab_test(tmp_path):
     from aerodrome_airflow.dag_factory import build_usecase_dags
 
+    shutil.copytree(ROOT / "include/usecases/flight_delay", tmp_path / "flight_delay")  # spec + its modules
     spec = (ROOT / "include/usecases/flight_delay/usecase.yaml").read_text()
-    (tmp_path / "flight_delay").mkdir()
     (tmp_path / "flight_delay" / "usecase.yaml").write_text(spec + "rollout: ab\nab: {horizon_hours: 12}\n")
     dags = build_usecase_dags(tmp_path)
     assert "canary_flight_delay" not in dags
@@ -145,3 +146,74 @@ def test_the_drift_dag_runs_on_the_spec_schedule_and_requests_a_keyed_retrain(da
     train = dagbag.dags["train_flight_delay"]
     mappers = {a.name: type(m).__name__ for a, m in train.timetable.partition_mapper_config.items()}
     assert mappers["retrain_requested/flight_delay"] == "IdentityMapper"
+
+
+def test_each_shipped_usecase_has_its_own_dag_file():
+    """A use case's DAGs come from its own file, so a broken spec never takes another's DAGs down."""
+    from aerodrome.dag_files import dag_file_text, missing_dag_files
+
+    assert missing_dag_files(ROOT / "include/usecases", ROOT / "dags") == []
+    for path in (ROOT / "dags" / "usecases").glob("*.py"):
+        assert path.read_text() == dag_file_text(path.stem), f"{path} differs from the generated loader"
+
+
+def _spec(name: str, mutate=lambda raw: None) -> str:
+    import yaml
+
+    source = "flight_delay" if name.startswith("flight") else "store_demand"
+    raw = yaml.safe_load((ROOT / "include/usecases" / source / "usecase.yaml").read_text())
+    raw["name"] = name
+    mutate(raw)
+    return yaml.safe_dump(raw, sort_keys=False)
+
+
+def test_a_broken_spec_is_one_import_error_and_the_other_usecases_stay_up(tmp_path, monkeypatch):
+    """Two good specs and one broken one, each with its own DAG file, parsed by Airflow's real DagBag."""
+    from aerodrome.dag_files import write_dag_file
+    from airflow.dag_processing.dagbag import DagBag
+
+    usecases, dags = tmp_path / "usecases", tmp_path / "dags"
+    specs = {
+        "flight_delay": _spec("flight_delay"),
+        "store_demand": _spec("store_demand"),
+        "shop_sales": _spec("shop_sales", lambda raw: raw["promotion"].update(metric="rmsee")),
+    }
+    for name, text in specs.items():
+        source = "flight_delay" if name.startswith("flight") else "store_demand"
+        shutil.copytree(ROOT / "include/usecases" / source, usecases / name)  # the spec's own modules too
+        (usecases / name / "usecase.yaml").write_text(text)
+        write_dag_file(name, dags)
+    monkeypatch.setenv("AERODROME_USECASES_DIR", str(usecases))
+
+    bag = DagBag(dag_folder=str(dags), safe_mode=True)
+
+    assert list(bag.import_errors) == [str(dags / "usecases" / "shop_sales.py")]
+    error = bag.import_errors[str(dags / "usecases" / "shop_sales.py")]
+    expected = (
+        f"shop_sales: {usecases / 'shop_sales' / 'usecase.yaml'}: promotion.metric: 'rmsee' is not a regression "
+        "metric. Fix: use one of mae, rmse, or leave it out (default for regression: mae)"
+    )
+    assert expected in error, error
+    for name in ("flight_delay", "store_demand"):
+        assert {f"ingest_{name}", f"validate_{name}", f"train_{name}", f"promote_{name}"} <= set(bag.dags), name
+    assert not [d for d in bag.dags if d.endswith("_shop_sales")]
+
+
+def test_the_usecase_dag_file_builds_only_the_task_s_dag(tmp_path):
+    from aerodrome_airflow.dag_factory import usecase_dags
+
+    every = usecase_dags("store_demand", ROOT / "include/usecases")
+    assert "ingest_store_demand" in every and "drift_store_demand" in every
+    assert list(usecase_dags("store_demand", ROOT / "include/usecases", only="train_store_demand")) == [
+        "train_store_demand"
+    ]
+    assert set(usecase_dags("store_demand", ROOT / "include/usecases", only="train_flight_delay")) == set(every)
+
+
+def test_the_catch_all_file_builds_only_usecases_without_a_dag_file_of_their_own(tmp_path):
+    from aerodrome.dag_files import write_dag_file
+    from aerodrome_airflow.dag_factory import build_usecase_dags
+
+    write_dag_file("flight_delay", tmp_path)
+    dags = build_usecase_dags(ROOT / "include/usecases", dags_folder=tmp_path)
+    assert "ingest_store_demand" in dags and not [d for d in dags if d.endswith("_flight_delay")]

@@ -110,6 +110,11 @@ def test_quality_gate_and_features_dags_after_ingest(dagbag, data):
     reason = data.read_bytes("quarantine/flight_delay/date=2013-03-02/reason.txt").decode()
     assert "compound_columns_to_be_unique" in reason and "2013-03-02" in reason
 
+    # the weather (a second source, dropped beside the flights) goes through its own ingest and gate first
+    for stage in ("ingest", "validate"):
+        dag = dagbag.get_dag(f"{stage}_flight_delay__weather")
+        for day in (days[0], days[2]):
+            assert run_day(dag, day)[0] == "success", (stage, day)
     for day in (days[0], days[2]):
         state, tasks = run_day(features, day, strict_freshness=False)
         assert state == "success", tasks

@@ -250,6 +250,8 @@ def test_a_killed_gateway_loses_at_most_the_last_second_of_its_log(served, tmp_p
         "AERODROME_DATA_ROOT": str(log_root),
         "AERODROME_FEATURE_REPO": settings.feature_repo,
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        # the models were signed with the served data root's key: this gateway must be told to trust it
+        "AERODROME_SIGNING_TRUSTED_KEYS": f"{settings.data_root}/signing/ed25519.pub",
         "AERODROME_USECASES_DIR": str(ROOT / "include/usecases"),
         "AERODROME_GATEWAY_TOKEN": TOKEN,
         "AERODROME_GATEWAY_ADMIN_TOKEN": ADMIN,

@@ -168,6 +168,66 @@ def test_slice_gate_names_every_regressing_slice():
     assert slice_gate("rmse", ours, theirs, 0.06).passed
 
 
+def test_slice_gate_holds_only_losses_beyond_their_noise():
+    ours = {"carrier": {"VX": {"roc_auc": 0.670}, "UA": {"roc_auc": 0.700}}}
+    theirs = {"carrier": {"VX": {"roc_auc": 0.700}, "UA": {"roc_auc": 0.730}}}
+    # VX: a small slice, 0.03 lost with an SE of 0.02; UA: a large one, SE 0.005; 2 slices at alpha 0.05: z 1.96
+    noise = {"carrier=VX": 0.02, "carrier=UA": 0.005}
+    gate = slice_gate("roc_auc", ours, theirs, 0.02, noise, 0.05)
+    assert not gate.passed and "carrier=UA" in gate.detail and "carrier=VX" not in gate.detail
+    assert "z 1.96" in gate.detail
+    ours["carrier"]["UA"]["roc_auc"] = 0.728
+    gate = slice_gate("roc_auc", ours, theirs, 0.02, noise, 0.05)
+    assert gate.passed and "carrier=VX (+0.0300 within 0.0392)" in gate.detail
+    assert not slice_gate("roc_auc", ours, theirs, 0.02, noise, 0.0).passed  # alpha 0: the bare limit
+
+
+def test_more_slices_compared_widen_the_band_family_wise():
+    ours = {"carrier": {f"c{i}": {"roc_auc": 0.70} for i in range(20)}}
+    theirs = {"carrier": {f"c{i}": {"roc_auc": 0.70} for i in range(20)}}
+    theirs["carrier"]["c0"]["roc_auc"] = 0.745  # 0.045 lost, SE 0.018: 2.5 SE
+    noise = {f"carrier=c{i}": 0.018 for i in range(20)}
+    assert slice_gate("roc_auc", ours, theirs, 0.02, noise, 0.05).passed  # z 2.81 for 20 slices
+    single = {"carrier": {"c0": ours["carrier"]["c0"]}}
+    assert not slice_gate("roc_auc", single, theirs, 0.02, {"carrier=c0": 0.018}, 0.05).passed  # z 1.64
+
+
+def _bootstrap_auc_difference_se(y, a, b, draws=400):
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    out = []
+    for _ in range(draws):
+        rows = rng.integers(0, len(y), len(y))
+        out.append(roc_auc_score(y[rows], a[rows]) - roc_auc_score(y[rows], b[rows]))
+    return float(np.std(out, ddof=1))
+
+
+def test_delong_standard_error_matches_a_paired_bootstrap():
+    from aerodrome.registry.slice_noise import paired_gain_se
+
+    rng = np.random.default_rng(11)
+    y = (rng.random(800) < 0.2).astype(float)
+    signal = y + rng.normal(0, 1.2, 800)
+    a, b = signal + rng.normal(0, 0.5, 800), signal + rng.normal(0, 0.5, 800)  # correlated, as two models are
+    delong = paired_gain_se("roc_auc", y, a, b)
+    assert delong == pytest.approx(_bootstrap_auc_difference_se(y, a, b), rel=0.2)
+    # the same model against itself: no noise at all
+    assert paired_gain_se("roc_auc", y, a, a) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_error_metric_noise_is_relative_to_the_reference():
+    from aerodrome.registry.slice_noise import paired_gain_se
+
+    rng = np.random.default_rng(5)
+    y = rng.normal(100, 10, 400)
+    a, b = y + rng.normal(0, 5, 400), y + rng.normal(0, 5, 400)
+    se = paired_gain_se("mae", y, a, b)
+    expected = np.std(np.abs(a - y) - np.abs(b - y), ddof=1) / np.sqrt(400) / np.abs(b - y).mean()
+    assert se == pytest.approx(expected)
+    assert paired_gain_se("rmse", y, a, b) > 0 and paired_gain_se("log_loss", y, a, b) is not None
+
+
 def test_signature_gate_names_missing_extra_and_mistyped_columns():
     gate = signature_gate({"a": "double", "c": "string", "z": "double"}, ["a", "b"], ["c"])
     assert gate.passed is False and "missing: b" in gate.detail and "not served: z" in gate.detail

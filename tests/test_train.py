@@ -362,3 +362,19 @@ def test_preflight_answers_without_training(lake, tmp_path, monkeypatch, capsys)
     monkeypatch.setenv("AERODROME_DATA_ROOT", str(tmp_path / "empty"))
     assert preflight(["--usecase=flight_delay"]) == 3
     assert "no validated partition of 'flight_delay'" in capsys.readouterr().err
+
+
+def test_regression_slices_compare_relative_errors():
+    from aerodrome.train.evaluate import evaluate
+
+    rng = np.random.default_rng(2)
+    region = np.array(["big"] * 500 + ["small"] * 500)
+    y = np.where(region == "big", 1000.0, 10.0) * (1 + rng.random(1000))
+    noise = np.where(region == "big", 0.05, 0.20)  # big: 5 % error (large in units); small: 20 %
+    p = y * (1 + noise * rng.choice([-1, 1], 1000))
+    result = evaluate("regression", pd.DataFrame({"region": region}), y, p, ["region"])
+    big, small = result.slices["region"]["big"], result.slices["region"]["small"]
+    assert big["mae"] > small["mae"] and small["nmae"] > big["nmae"]
+    assert small["mape"] == pytest.approx(0.20) and big["mape"] == pytest.approx(0.05)
+    assert result.worst_slice("mae") == ("region=small", pytest.approx(small["nmae"]), "nmae")
+    assert result.worst_slice("roc_auc") is None

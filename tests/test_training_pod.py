@@ -1,5 +1,6 @@
 """The training pod as Kubernetes would receive it (rendered with build_pod_request_obj, no cluster)."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -38,14 +39,52 @@ def test_gpu_resources_selector_and_tolerations_from_the_spec():
     assert pod.metadata.labels["aerodrome.io/stage"] == "train"
 
 
-def test_settings_as_env_and_credentials_only_as_secret_refs(monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
-    _, pod = render(secret_env={"MLFLOW_TRACKING_PASSWORD": ("aerodrome-mlflow", "password")})
+TEST_SECRETS = {
+    "MLFLOW_TRACKING_URI": "postgresql://mlflow:pw-in-uri-8c1f@db.internal:5432/mlflow",
+    "MLFLOW_TRACKING_PASSWORD": "mlflow-pw-51d0",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret-7e2b",
+    "AERODROME_REDIS_URL": "redis://:redis-pw-93aa@cache.internal:6379/0",
+}
+
+
+def serialized(pod) -> str:
+    from kubernetes.client import ApiClient
+
+    return json.dumps(ApiClient().sanitize_for_serialization(pod))
+
+
+@pytest.mark.parametrize("host_paths", [None, ["/usr:ro", "/work/main", "/tmp/data"]], ids=["cluster", "host-paths"])
+def test_settings_as_env_and_credentials_only_as_secret_refs(monkeypatch, host_paths):
+    """Secrets (and URIs that may hold one) reach the pod by reference, also on the local cluster's host paths."""
+    for name, value in TEST_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AERODROME_KMS_KEY_ID", "alias/aerodrome")
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    _, pod = render(host_paths=host_paths)
     env = {e.name: e for e in pod.spec.containers[0].env}
-    assert env["MLFLOW_TRACKING_URI"].value == "http://mlflow:5000"
-    assert env["AERODROME_DATA_ROOT"].value
-    secret = env["MLFLOW_TRACKING_PASSWORD"]
-    assert secret.value is None and secret.value_from.secret_key_ref.name == "aerodrome-mlflow"
+    assert env["AERODROME_DATA_ROOT"].value and env["AERODROME_KMS_KEY_ID"].value == "alias/aerodrome"
+    for name in (*TEST_SECRETS, "MLFLOW_TRACKING_USERNAME", "AWS_ACCESS_KEY_ID", "AERODROME_FEATURE_REGISTRY"):
+        assert env[name].value is None and env[name].value_from.secret_key_ref.name.startswith("aerodrome-"), name
+    tracking = env["MLFLOW_TRACKING_URI"].value_from.secret_key_ref
+    assert (tracking.name, tracking.key, tracking.optional) == ("aerodrome-mlflow", "tracking-uri", False)
+    assert env["MLFLOW_TRACKING_USERNAME"].value_from.secret_key_ref.optional  # Airflow has none: the pod may lack it
+    spec = serialized(pod)
+    leaked = [name for name, value in TEST_SECRETS.items() if value in spec or value.split("@")[0] in spec]
+    assert not leaked, f"{leaked} in the rendered pod spec"
+
+
+def test_secret_names_are_configurable_and_a_plain_credential_is_refused(monkeypatch):
+    monkeypatch.setenv("AERODROME_K8S_SECRETS", json.dumps({"MLFLOW_TRACKING_URI": "team-mlflow/uri"}))
+    _, pod = render()
+    ref = {e.name: e for e in pod.spec.containers[0].env}["MLFLOW_TRACKING_URI"].value_from.secret_key_ref
+    assert (ref.name, ref.key) == ("team-mlflow", "uri")
+    with pytest.raises(ValueError, match="SOURCE_DB_PASSWORD: a credential would be written into the pod spec"):
+        render(env_vars={"SOURCE_DB_PASSWORD": "x"})
+    with pytest.raises(ValueError, match="DSN: a credential would be written"):
+        render(env_vars={"DSN": "postgresql://u:p@h/db"})
+    monkeypatch.setenv("AERODROME_K8S_SECRETS", json.dumps({"X": "no-key"}))
+    with pytest.raises(ValueError, match='give "secret-name/key"'):
+        render()
 
 
 def test_local_cluster_profile_mounts_host_paths():
@@ -86,7 +125,7 @@ def test_cluster_resource_override_for_a_cpu_only_cluster(monkeypatch):
     assert container.resources.limits == {"cpu": "1", "memory": "2Gi"}
     assert not op.node_selector and not op.tolerations
     monkeypatch.setenv("AERODROME_K8S_RESOURCES", '{"gpus": 0}')
-    with pytest.raises(ValueError, match="AERODROME_K8S_RESOURCES: unknown field .gpus."):
+    with pytest.raises(ValueError, match="AERODROME_K8S_RESOURCES: gpus: unknown field"):
         TrainingBackend().resources(FLIGHTS.model.resources)
     monkeypatch.setenv("AERODROME_K8S_RESOURCES", "gpu=0")
     with pytest.raises(ValueError, match="AERODROME_K8S_RESOURCES is not valid JSON"):

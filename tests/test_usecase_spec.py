@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -29,38 +30,44 @@ def _write_spec(tmp_path: Path, mutate) -> Path:
 
 def test_unknown_field_is_named(tmp_path):
     folder = _write_spec(tmp_path, lambda r: r.update(schedul={"start_date": "2024-01-01"}))
-    with pytest.raises(SpecError, match=r"usecase.yaml: .*unknown field 'schedul'"):
+    with pytest.raises(
+        SpecError, match=r"store_demand: .*usecase.yaml: schedul: unknown field. Fix: remove it or check its spelling"
+    ):
         load_usecase(folder)
 
 
 def test_unknown_nested_field_is_named(tmp_path):
     folder = _write_spec(tmp_path, lambda r: r["source"].update(patern="x.csv"))
-    with pytest.raises(SpecError, match=r"unknown field 'source.file_drop.patern'"):
+    with pytest.raises(
+        SpecError, match=r"source.patern: unknown field. Fix: .*\(fields of source: kind, path, pattern,"
+    ):
         load_usecase(folder)
 
 
 def test_missing_column_is_named_with_fix(tmp_path):
     folder = _write_spec(tmp_path, lambda r: r.update(natural_key=["store_id", "register"]))
-    with pytest.raises(SpecError, match=r"natural_key\[1\] names column 'register'.*Add it to 'columns'"):
+    with pytest.raises(SpecError, match=r"natural_key\[1\]: names column 'register'.*Fix: add it to 'columns'"):
         load_usecase(folder)
 
 
 def test_expectation_on_missing_column(tmp_path):
     folder = _write_spec(tmp_path, lambda r: r["expectations"].append({"type": "not_null", "column": "nope"}))
-    with pytest.raises(SpecError, match=r"expectations\[\d+\].column names column 'nope'"):
+    with pytest.raises(SpecError, match=r"expectations\[\d+\].column: names column 'nope'"):
         load_usecase(folder)
 
 
 def test_event_timestamp_must_be_timestamp(tmp_path):
     folder = _write_spec(tmp_path, lambda r: r.update(event_timestamp="price"))
-    with pytest.raises(SpecError, match="must have type 'timestamp'"):
+    with pytest.raises(
+        SpecError, match="event_timestamp: column 'price' has type 'float'. Fix: declare it as 'timestamp'"
+    ):
         load_usecase(folder)
 
 
 def test_folder_name_must_match(tmp_path):
     folder = _write_spec(tmp_path, lambda r: None)
     renamed = folder.rename(tmp_path / "other_name")
-    with pytest.raises(SpecError, match="must equal its folder name"):
+    with pytest.raises(SpecError, match="name: 'store_demand' differs from its folder name 'other_name'"):
         load_usecase(renamed)
 
 
@@ -77,7 +84,9 @@ def test_invalid_yaml(tmp_path):
 
 def test_the_promotion_metric_must_belong_to_the_task(tmp_path):
     folder = _write_spec(tmp_path, lambda r: r.update(promotion={"metric": "rmsee"}))
-    with pytest.raises(SpecError, match="promotion.metric 'rmsee' is not a regression metric"):
+    with pytest.raises(
+        SpecError, match=r"promotion.metric: 'rmsee' is not a regression metric. Fix: use one of mae, rmse"
+    ):
         load_usecase(folder)
     folder = _write_spec(tmp_path / "default", lambda r: r.pop("promotion"))
     assert load_usecase(folder).promotion.metric == "mae"
@@ -85,7 +94,7 @@ def test_the_promotion_metric_must_belong_to_the_task(tmp_path):
 
 def test_canary_steps_must_rise_to_100(tmp_path):
     folder = _write_spec(tmp_path, lambda r: r.update(canary={"steps": [50, 25]}))
-    with pytest.raises(SpecError, match="must rise strictly and end at 100"):
+    with pytest.raises(SpecError, match=r"canary.steps: \[50.0, 25.0\] do not rise strictly to 100. Fix: "):
         load_usecase(folder)
 
 
@@ -115,3 +124,60 @@ def test_the_ingest_schedule_must_fire_once_a_day(tmp_path, cron):
 def test_a_daily_ingest_schedule_at_any_hour_loads(tmp_path, cron):
     folder = _write_spec(tmp_path, lambda r: r["schedule"].update(ingest=cron))
     assert load_usecase(folder).schedule.ingest == cron
+
+
+SPEC_LINE = r"^(?P<usecase>[a-z_]+): (?P<file>/\S+/usecase.yaml): (?P<field>\S+): (?P<problem>.+)\. Fix: (?P<fix>.+)$"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "fix"),
+    [
+        (lambda r: r.update(promotion={"metric": "rmsee"}), "promotion.metric", "use one of mae, rmse"),
+        (lambda r: r["model"].update(slices=["price_band"]), "model.slices[0]", "use one of the entities"),
+        (lambda r: r["model"].update(categorical=["sku", "colour"]), "model.categorical[1]", "use one of"),
+        (lambda r: r["model"].update(window_days="many"), "model.window_days", "give a valid integer"),
+        (lambda r: r.update(rollout="a/b"), "rollout", "give 'canary' or 'ab'"),
+        (lambda r: r["columns"].update(price="money"), "columns.price", "give 'string', 'int'"),
+        (lambda r: r.pop("owner"), "owner", "add 'owner'"),
+        (
+            lambda r: (r["target"].update(task="classification"), r.pop("promotion")),
+            "target.threshold",
+            "set target.threshold",
+        ),
+        (lambda r: r["schedule"].update(ingest="@hourly"), "schedule.ingest", "use '@daily'"),
+    ],
+)
+def test_every_spec_error_names_usecase_file_field_and_fix(tmp_path, mutate, field, fix):
+    folder = _write_spec(tmp_path, mutate)
+    with pytest.raises(SpecError) as caught:
+        load_usecase(folder)
+    line = re.match(SPEC_LINE, str(caught.value).splitlines()[0])
+    assert line, str(caught.value)
+    assert line["usecase"] == "store_demand" and line["file"] == str(folder / "usecase.yaml")
+    assert line["field"] == field and fix in line["fix"], str(caught.value)
+
+
+def test_the_default_metric_follows_the_task(tmp_path):
+    regression = _write_spec(tmp_path / "r", lambda r: r.pop("promotion"))
+    assert load_usecase(regression).promotion.metric == "mae"
+    assert load_usecase(ROOT / "include/usecases/flight_delay").promotion.metric == "roc_auc"
+
+
+def test_slices_and_categories_must_reach_the_training_set(tmp_path):
+    """A source column that is neither an entity, a request feature nor a view feature never reaches the
+    training set: slicing on it would fail only at training, so the spec check refuses it."""
+    folder = _write_spec(tmp_path, lambda r: r["model"].update(slices=["temperature", "units"]))
+    with pytest.raises(SpecError, match=r"model.slices\[1\]: 'units' is not a column of the training set"):
+        load_usecase(folder)
+    ok = _write_spec(tmp_path / "ok", lambda r: r["model"].update(slices=["sku", "promo"]))
+    assert load_usecase(ok).model.slices == ["sku", "promo"]
+
+
+def test_a_spec_error_fails_the_airflow_task_without_retry(monkeypatch, tmp_path):
+    from aerodrome_airflow.operators import spec_and_storage
+    from airflow.sdk.exceptions import AirflowFailException
+
+    folder = _write_spec(tmp_path, lambda r: r.update(promotion={"metric": "rmsee"}))
+    monkeypatch.setenv("AERODROME_USECASES_DIR", str(tmp_path))
+    with pytest.raises(AirflowFailException, match="store_demand: .*promotion.metric: 'rmsee'"):
+        spec_and_storage(folder.name)

@@ -387,6 +387,9 @@ class MemoryStorage(Storage):
     def uri(self, key: str) -> str:
         return f"{self.root}/{key}"
 
+    def check_residency(self) -> None:
+        """In this process's memory: no region to check."""
+
     def exists(self, key: str) -> bool:
         return bool(self.list(key))
 

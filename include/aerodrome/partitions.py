@@ -21,6 +21,7 @@ from aerodrome.usecase import UseCase
 DAY_FORMAT = "%Y-%m-%d"
 WEEK_FORMAT = "%Y-%m-%d (W%V)"  # airflow.sdk.StartOfWeekMapper's default output format
 STATE_ZONE = "state"
+VALIDATION_RECORD = "_validation.json"  # aerodrome.validate.gate.RECORD_FILE (importing the gate loads GX)
 _WEEK = re.compile(r"^(\d{4}-\d{2}-\d{2}) \(W\d{2}\)$")
 
 
@@ -109,8 +110,10 @@ def _state_key(spec: UseCase, kind: str, name: str) -> str:
     return f"{STATE_ZONE}/{spec.name}/{kind}/{name}.json"
 
 
-def _days(storage: Storage, zone: str, spec: UseCase) -> set[str]:
-    return {p.split("=", 1)[1] for p in storage.partitions(f"{zone}/{spec.name}") if p.startswith("date=")}
+def _days(storage: Storage, zone: str, spec: UseCase, dataset: str | None = None) -> set[str]:
+    """The days in `zone` of the use case (or of its dataset `dataset`, e.g. a second source's)."""
+    prefix = f"{zone}/{dataset or spec.name}"
+    return {p.split("=", 1)[1] for p in storage.partitions(prefix) if p.startswith("date=")}
 
 
 def mark_featured(storage: Storage, spec: UseCase, ds: str, **detail) -> None:
@@ -129,14 +132,51 @@ def latest_featured_day(storage: Storage, spec: UseCase) -> date | None:
     return max(date.fromisoformat(d) for d in days) if days else None
 
 
+def _recorded_at(storage: Storage, key: str, name: str) -> datetime | None:
+    """The time `name` of the JSON record at `key` (None when the record or the field is absent)."""
+    try:
+        value = json.loads(storage.read_bytes(key)).get(name)
+    except (AerodromeError, ValueError):
+        return None
+    return datetime.fromisoformat(value) if value else None
+
+
+def source_datasets(spec: UseCase) -> dict[str, str]:
+    """The dataset (zone folder) of each second source of `spec`: `{"weather": "flight_delay__weather"}`."""
+    from aerodrome.ingest.datasets import dataset_name
+
+    return {source: dataset_name(spec.name, source) for source in spec.sources}
+
+
+def revalidated_days(storage: Storage, spec: UseCase, days: set[str]) -> set[str]:
+    """Those featured `days` that some source (the main one or a second one) validated again after their features
+    were recorded: the re-run's event waits for the other sources' events of the day, already consumed."""
+    datasets = [spec.name, *source_datasets(spec).values()]
+    found = set()
+    for ds in days:
+        featured = _recorded_at(storage, _state_key(spec, "featured", ds), "at")  # recorded to the second
+        if featured is None:
+            continue
+        for name in datasets:
+            validated = _recorded_at(storage, f"validated/{name}/date={ds}/{VALIDATION_RECORD}", "validated_at")
+            if validated is not None and validated.replace(microsecond=0) > featured:
+                found.add(ds)
+                break
+    return found
+
+
 @dataclass(frozen=True)
 class ZoneBacklog:
     """Partitions left behind between zones, and weeks ready for training that no rollup will fire."""
 
     unvalidated: tuple[str, ...] = ()  # in raw, neither validated nor quarantined
-    unfeatured: tuple[str, ...] = ()  # validated, features never recorded
+    unfeatured: tuple[str, ...] = ()  # validated, features never recorded (or older than a validation of the day)
     closable_weeks: tuple[str, ...] = ()  # every day settled, enough featured, some missing
     open_weeks: dict[str, list[str]] = field(default_factory=dict)  # week -> days not settled yet
+    # second source -> the days of `unfeatured` it has validated: re-announced on its own validated asset too, so
+    # the features run of a day (which waits for every source's event of the day) starts
+    source_unfeatured: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    revalidated: tuple[str, ...] = ()  # of `unfeatured`: featured, then validated again in some source
 
     @property
     def empty(self) -> bool:
@@ -145,7 +185,9 @@ class ZoneBacklog:
     def summary(self) -> str:
         parts = [
             f"{len(self.unvalidated)} raw partition(s) never validated {list(self.unvalidated)[:10]}",
-            f"{len(self.unfeatured)} validated partition(s) without features {list(self.unfeatured)[:10]}",
+            f"{len(self.unfeatured)} validated partition(s) without features {list(self.unfeatured)[:10]}"
+            + (f" ({len(self.revalidated)} validated again after their features)" if self.revalidated else ""),
+            *(f"of which validated in {s}: {list(days)[:10]}" for s, days in self.source_unfeatured.items()),
             f"{len(self.closable_weeks)} incomplete week(s) to train on {list(self.closable_weeks)}",
         ]
         waiting = [f"{w} waits for {', '.join(d)}" for w, d in list(self.open_weeks.items())[:5]]
@@ -159,14 +201,25 @@ def zone_backlog(storage: Storage, spec: UseCase, *, min_week_days: int | None =
     least `min_week_days` are featured, yet fewer than 7: the Airflow rollup (WaitForAll over the 7
     calendar days) never fires for it, e.g. a week with a quarantined day or the schedule's first week.
     Weeks already requested (see `record_week_request`) are not offered again.
+
+    A day is unfeatured when it is validated and its features were never recorded, or were recorded before a
+    later validation of the day in any source. A dataset without features (a second source's) only has
+    unvalidated days.
     """
     need = min_week_days or spec.model.min_week_days
     raw, validated = _days(storage, "raw", spec), _days(storage, "validated", spec)
     quarantined = _days(storage, "quarantine", spec)
+    unvalidated = sorted(raw - validated - quarantined)
+    if spec.features is None:  # nothing downstream of this gate to finish
+        return ZoneBacklog(tuple(unvalidated))
     featured = featured_days(storage, spec)
     requested = set(_requested_weeks(storage, spec))
-    unvalidated = sorted(raw - validated - quarantined)
-    unfeatured = sorted(validated - featured)
+    revalidated = revalidated_days(storage, spec, validated & featured)
+    unfeatured = sorted((validated - featured) | revalidated)
+    in_sources = {}
+    for source, name in source_datasets(spec).items():
+        ready = _days(storage, "validated", spec, name)
+        in_sources[source] = tuple(d for d in unfeatured if d in ready)
     closable, waiting = [], {}
     weeks = sorted({week_key(date.fromisoformat(d)) for d in featured | quarantined})
     for week in weeks:
@@ -178,7 +231,9 @@ def zone_backlog(storage: Storage, spec: UseCase, *, min_week_days: int | None =
         # the rollup fires only when all 7 calendar days arrived: a partial first/last week never does
         elif done < 7 and done >= min(need, len(days)) and week not in requested:
             closable.append(week)
-    return ZoneBacklog(tuple(unvalidated), tuple(unfeatured), tuple(closable), waiting)
+    return ZoneBacklog(
+        tuple(unvalidated), tuple(unfeatured), tuple(closable), waiting, in_sources, tuple(sorted(revalidated))
+    )
 
 
 def _requested_weeks(storage: Storage, spec: UseCase) -> list[str]:
@@ -226,6 +281,8 @@ def sweep(storage: Storage, spec: UseCase, *, immediate: bool = False) -> ZoneBa
             tuple(d for d in found.unfeatured if d in seen.unfeatured),
             found.closable_weeks,
             found.open_weeks,
+            {s: tuple(d for d in days if d in seen.unfeatured) for s, days in found.source_unfeatured.items()},
+            tuple(d for d in found.revalidated if d in seen.unfeatured),
         )
     featured = featured_days(storage, spec) if found.closable_weeks else set()
     for week in found.closable_weeks:

@@ -7,28 +7,23 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from aerodrome.errors import SpecError
+from aerodrome.columns import ColumnType
+from aerodrome.errors import SpecError, SpecProblem
+from aerodrome.features.spec import FeatureSpec, FeatureView  # noqa: F401 - the features section, re-exported
+from aerodrome.spec_errors import spec_problems
 
 SPEC_FILE = "usecase.yaml"
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it: ~10x faster
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ColumnType(StrEnum):
-    string = "string"
-    int = "int"
-    float = "float"
-    bool = "bool"
-    timestamp = "timestamp"
 
 
 class FileDropSource(_Strict):
@@ -73,9 +68,10 @@ class Schedule(_Strict):
     def _once_a_day(cls, value: str) -> str:
         """Partitions are days: one ingest run (and partition key) per day, whatever the hour."""
         if not DAILY_CRON.match(value.strip()):
-            raise ValueError(
-                f"{value!r} does not fire once a day; partitions are days, so the ingest schedule must be "
-                "'@daily' or a cron 'M H * * *' (e.g. '30 2 * * *' ingests each day at 02:30 UTC the next day)"
+            raise SpecProblem(
+                "",  # the field validated (schedule.ingest)
+                f"{value!r} does not fire once a day; partitions are days",
+                "use '@daily' or a cron 'M H * * *' (e.g. '30 2 * * *' ingests each day at 02:30 UTC the next day)",
             )
         return value.strip()
 
@@ -98,71 +94,47 @@ class Expectation(_Strict):
     mostly: float = 1.0
 
 
-class FeatureView(_Strict):
-    """One Feast feature view: features of the same entities, each row stamped when it became known."""
+class SecondSource(_Strict):
+    """A second source of a use case (a reference table, a time series such as weather), under `sources:`.
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    entities: list[str] = Field(min_length=1, description="Join keys, declared under features.entities")
-    features: dict[str, ColumnType] = Field(min_length=1, description="Feature name -> type")
-    ttl_hours: int = Field(gt=0, description="A row older than this is neither served nor joined")
-    compute: str | None = Field(default=None, description="Builder computation; defaults to the view name")
-    description: str = ""
+    It is ingested and validated like the main source, into `raw|validated/<usecase>__<name>/date=YYYY-MM-DD/`,
+    with its own expectations (the same kinds), quarantine and Data Docs, on the use case's schedule and
+    partition keys. `asof` feature views join its validated rows by its `event_timestamp`.
+    """
 
-    @property
-    def computation(self) -> str:
-        return self.compute or self.name
-
-
-class FeatureSpec(_Strict):
-    """The `features:` section: the builder that computes the views and the Feast definitions."""
-
-    builder: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="A builder in aerodrome.features.builders")
-    timezone: str = Field(default="UTC", description="Zone of the partition day (its midnight)")
-    entities: dict[str, ColumnType] = Field(min_length=1, description="Join key -> type")
-    request_features: list[str] = Field(
-        default_factory=list, description="Columns the caller knows at request time (not looked up in Feast)"
-    )
-    views: list[FeatureView] = Field(min_length=1)
-    service: str | None = Field(default=None, description="Feature service name; default: the use-case name")
+    source: Source
+    columns: dict[str, ColumnType] = Field(min_length=1)
+    event_timestamp: str = Field(description="The timestamp column a row is stamped at (when it became known)")
+    natural_key: list[str] = Field(default_factory=list, description="Columns that identify one row")
+    expectations: list[Expectation] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _consistent(self) -> FeatureSpec:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"timezone {self.timezone!r} is not an IANA zone name") from None
-        for key, kind in self.entities.items():
-            if kind in (ColumnType.timestamp, ColumnType.float):
-                raise ValueError(f"entity {key!r} has type {kind.value!r}; join keys are string, int or bool")
-        seen: dict[str, str] = {}
-        views: set[str] = set()
-        for view in self.views:
-            if view.name in views:
-                raise ValueError(f"feature view {view.name!r} is declared twice")
-            views.add(view.name)
-            unknown = [e for e in view.entities if e not in self.entities]
-            if unknown:
-                raise ValueError(
-                    f"view {view.name!r} uses entities {unknown} not declared under features.entities "
-                    f"(declared: {', '.join(self.entities)})"
+    def _columns_exist(self) -> SecondSource:
+        known = set(self.columns)
+        refs: list[tuple[str, str]] = [(f"natural_key[{i}]", c) for i, c in enumerate(self.natural_key)]
+        refs.append(("event_timestamp", self.event_timestamp))
+        if isinstance(self.source, PostgresSource) and self.source.timestamp_column:
+            refs.append(("source.timestamp_column", self.source.timestamp_column))
+        for i, exp in enumerate(self.expectations):
+            refs += [(f"expectations[{i}].column", c) for c in [exp.column] if c]
+            refs += [(f"expectations[{i}].columns", c) for c in exp.columns or []]
+        for field_name, column in refs:
+            if column not in known:
+                raise SpecProblem(
+                    field_name,
+                    f"names column {column!r}, which is not declared under this source's 'columns'",
+                    f"add it to its 'columns' or use one of: {', '.join(sorted(known))}",
                 )
-            for feature, kind in view.features.items():
-                if feature in self.entities or feature in self.request_features:
-                    raise ValueError(f"view {view.name!r}: {feature!r} is also an entity or request feature")
-                if feature in seen:
-                    raise ValueError(f"feature {feature!r} is in views {seen[feature]!r} and {view.name!r}")
-                if kind is ColumnType.timestamp:
-                    raise ValueError(f"view {view.name!r}: feature {feature!r} cannot be a timestamp")
-                seen[feature] = view.name
+        if self.columns[self.event_timestamp] is not ColumnType.timestamp:
+            raise SpecProblem(
+                "event_timestamp",
+                f"column {self.event_timestamp!r} has type {self.columns[self.event_timestamp].value!r}",
+                "declare it as 'timestamp' under this source's 'columns', or name a timestamp column",
+            )
         return self
 
-    def view(self, name: str) -> FeatureView:
-        for view in self.views:
-            if view.name == name:
-                return view
-        raise KeyError(name)
+
+SOURCE_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")  # no '__': it joins the dataset name <usecase>__<source>
 
 
 class Resources(_Strict):
@@ -226,6 +198,13 @@ class PromotionGates(_Strict):
     metric: str | None = Field(default=None, description="Judged metric; default: the task's first")
     min_improvement: float = Field(default=0.0, description="Over the champion on the same holdout")
     max_slice_regression: float = Field(default=0.02, description="Worst allowed loss of any slice vs the champion")
+    slice_alpha: float = Field(
+        default=0.05,
+        ge=0,
+        lt=1,
+        description="Family-wise false-alarm rate of the slice gate: a slice loss beyond max_slice_regression "
+        "fails only when significant at alpha / (slices compared) (0: any loss beyond the limit fails)",
+    )
     min_baseline_margin: float = Field(default=0.01, description="Over the best naive baseline of the task")
     latency_budget_ms: float = Field(default=50.0, gt=0, description="p99 of a 1-row prediction, in-process")
     require_approval: bool = Field(default=False, description="A human approves in the Airflow UI")
@@ -252,7 +231,11 @@ class CanaryPolicy(_Strict):
     @model_validator(mode="after")
     def _steps_rise_to_100(self) -> CanaryPolicy:
         if self.steps != sorted(set(self.steps)) or self.steps[-1] != 100:
-            raise ValueError(f"canary.steps must rise strictly and end at 100, not {self.steps}")
+            raise SpecProblem(
+                "steps",
+                f"{self.steps} do not rise strictly to 100",
+                "list rising percentages ending at 100, e.g. [5, 25, 50, 100]",
+            )
         return self
 
 
@@ -308,6 +291,48 @@ class DriftPolicy(_Strict):
     report_rows: int = Field(default=5000, ge=100, description="Rows sampled per side for the Evidently report")
 
 
+# The stages an extension can run beside, and the tasks their DAGs already have (an extension's id must differ).
+EXTENSION_STAGES: dict[str, tuple[str, ...]] = {
+    "ingest": ("ingest_partition",),
+    "validate": ("validate_partition",),
+    "features": ("publish_features",),
+    "train": ("plan_window", "train_model", "announce_candidate"),
+}
+ExtensionStage = Literal["ingest", "validate", "features", "train"]
+
+
+class Extension(_Strict):
+    """A task of the use case's own code in a generated DAG (`aerodrome.extensions`: `fn(step) -> None`)."""
+
+    task: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="module:function, from the use-case folder or an installed package",
+    )
+    before: ExtensionStage | None = Field(default=None, description="Runs before this stage's work")
+    after: ExtensionStage | None = Field(default=None, description="Runs after it, before its partition is announced")
+    name: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$", description="Task id; default: the function")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> Extension:
+        if (self.before is None) == (self.after is None):
+            raise SpecProblem(
+                "", "needs exactly one of 'before' and 'after'", "add 'after: <stage>' or 'before: <stage>'"
+            )
+        return self
+
+    @property
+    def stage(self) -> str:
+        return self.before or self.after or ""
+
+    @property
+    def when(self) -> str:
+        return "before" if self.before else "after"
+
+    @property
+    def task_id(self) -> str:
+        return self.name or self.task.partition(":")[2]
+
+
 class UseCase(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
@@ -321,6 +346,9 @@ class UseCase(_Strict):
     target: Target
     schedule: Schedule
     expectations: list[Expectation] = Field(default_factory=list)
+    sources: dict[str, SecondSource] = Field(
+        default_factory=dict, description="Second sources (name -> source), ingested and validated like the main one"
+    )
     features: FeatureSpec | None = Field(default=None, description="Feast repository of the use case")
     model: ModelSpec = Field(default_factory=ModelSpec)
     promotion: PromotionGates = Field(default_factory=PromotionGates)
@@ -330,6 +358,22 @@ class UseCase(_Strict):
     canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
     ab: ABPolicy = Field(default_factory=ABPolicy)
     drift: DriftPolicy = Field(default_factory=DriftPolicy)
+    extensions: list[Extension] = Field(
+        default_factory=list, description="Tasks of the use case's own code in its DAGs (aerodrome.extensions)"
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, sources: dict[str, SecondSource]) -> dict[str, SecondSource]:
+        for name in sources:
+            if not SOURCE_NAME.match(name):
+                raise SpecProblem(
+                    name,
+                    "is not a valid source name",
+                    "use lowercase letters, digits and single underscores, starting with a letter (e.g. weather); "
+                    "it names the source's data as <usecase>__<source>",
+                )
+        return sources
 
     @model_validator(mode="before")
     @classmethod
@@ -348,36 +392,118 @@ class UseCase(_Strict):
         refs: list[tuple[str, str]] = [(f"natural_key[{i}]", c) for i, c in enumerate(self.natural_key)]
         refs += [(f"entity_keys[{i}]", c) for i, c in enumerate(self.entity_keys)]
         refs += [("event_timestamp", self.event_timestamp), ("target.column", self.target.column)]
-        refs += [("model.slices", c) for c in self.model.slices]
-        refs += [("model.leaky_columns", c) for c in self.model.leaky_columns]
+        refs += [(f"model.leaky_columns[{i}]", c) for i, c in enumerate(self.model.leaky_columns)]
         if isinstance(self.source, PostgresSource) and self.source.timestamp_column:
             refs.append(("source.timestamp_column", self.source.timestamp_column))
         for i, exp in enumerate(self.expectations):
             refs += [(f"expectations[{i}].column", c) for c in [exp.column] if c]
             refs += [(f"expectations[{i}].columns", c) for c in exp.columns or []]
+        if self.features is None:  # without features, slices are cut from the source columns
+            refs += [(f"model.slices[{i}]", c) for i, c in enumerate(self.model.slices)]
         for field_name, column in refs:
             if column not in known:
-                raise ValueError(
-                    f"{field_name} names column {column!r}, which is not declared under 'columns' "
-                    f"(declared: {', '.join(sorted(known))}). Add it to 'columns' or fix the name."
+                raise SpecProblem(
+                    field_name,
+                    f"names column {column!r}, which is not declared under 'columns'",
+                    f"add it to 'columns' or use one of: {', '.join(sorted(known))}",
                 )
         if self.columns.get(self.event_timestamp) is not ColumnType.timestamp:
-            raise ValueError(f"event_timestamp column {self.event_timestamp!r} must have type 'timestamp'")
+            raise SpecProblem(
+                "event_timestamp",
+                f"column {self.event_timestamp!r} has type {self.columns[self.event_timestamp].value!r}",
+                f"declare it as 'timestamp' under 'columns' (columns.{self.event_timestamp}: timestamp), "
+                "or name a timestamp column",
+            )
+        self._check_model_columns()
+        self._check_extensions()
         metrics = TASK_METRICS[self.target.task]
         if self.promotion.metric not in metrics:
-            raise ValueError(
-                f"promotion.metric {self.promotion.metric!r} is not a {self.target.task} metric "
-                f"(one of: {', '.join(metrics)})"
+            raise SpecProblem(
+                "promotion.metric",
+                f"{self.promotion.metric!r} is not a {self.target.task} metric",
+                f"use one of {', '.join(metrics)}, or leave it out (default for {self.target.task}: {metrics[0]})",
             )
         if "ab" in self.model_fields_set and self.rollout != "ab":
-            raise ValueError("an 'ab' section is set but rollout is 'canary': add 'rollout: ab', or remove 'ab'")
+            raise SpecProblem(
+                "ab", "an 'ab' section is set but rollout is 'canary'", "add 'rollout: ab', or remove 'ab'"
+            )
         target_type = self.columns[self.target.column]
         if (
             self.target.task == "classification"
             and self.target.threshold is None
             and target_type is not ColumnType.bool
         ):
-            raise ValueError("target.threshold is required for a classification target that is not bool")
+            raise SpecProblem(
+                "target.threshold",
+                f"is required for a classification target of type {target_type.value!r} (label = column > threshold)",
+                "set target.threshold, or declare the target column as bool",
+            )
+        return self
+
+    def _check_extensions(self) -> None:
+        """Each extension runs beside a stage this use case has, under a task id of its own."""
+        has = {"ingest": True, "validate": bool(self.expectations), "features": self.features is not None}
+        has["train"] = has["features"]
+        seen: dict[str, set[str]] = {stage: set(tasks) for stage, tasks in EXTENSION_STAGES.items()}
+        for i, ext in enumerate(self.extensions):
+            if not has[ext.stage]:
+                section = "expectations" if ext.stage == "validate" else "features"
+                raise SpecProblem(
+                    f"extensions[{i}].{ext.when}",
+                    f"this use case has no {ext.stage} DAG (no '{section}' section)",
+                    f"add a '{section}' section, or run the extension beside another stage",
+                )
+            if ext.task_id in seen[ext.stage]:
+                raise SpecProblem(
+                    f"extensions[{i}]",
+                    f"task id {ext.task_id!r} is already taken in the {ext.stage} DAG",
+                    "give the extension a 'name' of its own",
+                )
+            seen[ext.stage].add(ext.task_id)
+
+    def _check_model_columns(self) -> None:
+        """`model.slices` and `model.categorical` name columns of the training set (with features: its
+        entity keys, request features and view features; the source's other columns never reach it)."""
+        if self.features is None:
+            return
+        features = self.features
+        for i, name in enumerate(features.request_features):  # the model reads them as numbers (float32)
+            kind = self.columns.get(name)
+            if kind in (ColumnType.string, ColumnType.timestamp) and name not in features.calendar:
+                fix = (
+                    f"remove it from request_features and list it under features.entities ({name}: string) "
+                    "and model.categorical, where strings are fed as categories"
+                    if kind is ColumnType.string
+                    else "remove it from request_features; use a calendar feature of it (features.calendar: hour, "
+                    "weekday, month ...) instead"
+                )
+                raise SpecProblem(
+                    f"features.request_features[{i}]",
+                    f"{name!r} is a {kind.value} column, but request features are fed to the model as numbers",
+                    fix,
+                )
+        inputs = [*features.entities, *features.request_features, *(f for v in features.views for f in v.features)]
+        for field_name, columns in (("model.slices", self.model.slices), ("model.categorical", self.model.categorical)):
+            for i, column in enumerate(columns or []):
+                if column not in inputs:
+                    raise SpecProblem(
+                        f"{field_name}[{i}]",
+                        f"{column!r} is not a column of the training set",
+                        f"use one of the entities, request features or view features ({', '.join(inputs)}), or "
+                        "add it to features.request_features",
+                    )
+
+    _folder: Path | None = PrivateAttr(default=None)
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder the spec was loaded from: its `module:function` code and calendar files are read there
+        wherever the spec travels (check, DAG tasks, trainer, gateway). None for a spec made in code."""
+        return self._folder
+
+    def located(self, folder: str | Path) -> UseCase:
+        """This spec, known to live in `folder` (set by `load_usecase` and the spec cache)."""
+        self._folder = Path(folder).absolute()
         return self
 
     @property
@@ -388,35 +514,87 @@ class UseCase(_Strict):
 
 
 def describe_validation_error(err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            lines.append(f"unknown field {where!r}: remove it or check its spelling")
-        else:
-            lines.append(f"{where}: {e['msg']}")
-    return "; ".join(lines)
+    """Every error of `err` as `<field>: <problem>. Fix: <what to do>`, joined with '; '."""
+    root = globals().get(err.title)
+    root = root if isinstance(root, type) and issubclass(root, BaseModel) else UseCase
+    return "; ".join(p.line() for p in spec_problems(err, root))
+
+
+def spec_error(spec_file: Path, field: str, problem: str, fix: str) -> SpecError:
+    """`<usecase>: <file>: <field>: <problem>. Fix: <fix>` (the use case is the spec's folder name)."""
+    return SpecError(f"{spec_file.parent.name}: {spec_file}: {field}: {problem}. Fix: {fix}")
 
 
 def load_usecase(path: str | Path) -> UseCase:
-    """Load and check one spec: `path` is the use-case folder or its `usecase.yaml`."""
+    """Load and check one spec: `path` is the use-case folder or its `usecase.yaml`.
+
+    Every error is a `SpecError` whose lines read `<usecase>: <file>: <field>: <problem>. Fix: <what to do>`.
+    """
     path = Path(path)
     spec_file = path / SPEC_FILE if path.is_dir() else path
     if not spec_file.is_file():
-        raise SpecError(f"{spec_file}: use-case spec not found (each use case needs a {SPEC_FILE})")
+        raise spec_error(
+            spec_file, SPEC_FILE, "use-case spec not found", f"each use case needs a {SPEC_FILE} in its folder"
+        )
     try:
-        raw = yaml.safe_load(spec_file.read_text()) or {}
+        raw = yaml.load(spec_file.read_text(), Loader=_YAML_LOADER) or {}
     except yaml.YAMLError as exc:
-        raise SpecError(f"{spec_file}: not valid YAML: {exc}") from exc
+        where = getattr(exc, "problem_mark", None)
+        line = f"line {where.line + 1}" if where else "(file)"
+        raise spec_error(spec_file, line, f"not valid YAML: {exc}", "fix the YAML syntax at that line") from None
     if not isinstance(raw, dict):
-        raise SpecError(f"{spec_file}: the spec must be a mapping of fields")
+        raise spec_error(spec_file, "(top level)", "the spec must be a mapping of fields", "write 'field: value' lines")
     try:
         spec = UseCase.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(f"{spec_file}: {describe_validation_error(exc)}") from None
+        prefix = f"{spec_file.parent.name}: {spec_file}: "
+        raise SpecError("\n".join(p.line(prefix) for p in spec_problems(exc, UseCase))) from None
     if spec.name != spec_file.parent.name:
-        raise SpecError(f"{spec_file}: name {spec.name!r} must equal its folder name {spec_file.parent.name!r}")
-    return _with_resolved_pod_template(spec, spec_file)
+        raise spec_error(
+            spec_file,
+            "name",
+            f"{spec.name!r} differs from its folder name {spec_file.parent.name!r}",
+            "rename the folder or the 'name' field so they are equal",
+        )
+    spec = _with_resolved_pod_template(spec, spec_file).located(spec_file.parent)
+    _check_feature_section(spec, spec_file)
+    _check_extension_code(spec, spec_file)
+    return spec
+
+
+def _check_feature_section(spec: UseCase, spec_file: Path) -> None:
+    """The `features:` section against the columns, the folder and the schedule (`aerodrome.features.checks`)."""
+    if spec.features is None:
+        return
+    from aerodrome.features.checks import validate_features
+
+    schedule = spec.schedule
+    sources = getattr(spec, "sources", None)  # second sources, once the spec declares them
+    problems = validate_features(
+        spec.features,
+        spec.columns,
+        spec_file.parent,
+        sources={n: dict(getattr(s, "columns", {}) or {}) for n, s in dict(sources).items()} if sources else None,
+        schedule_days=(schedule.end_date - schedule.start_date).days + 1 if schedule.end_date else None,
+        event_timestamp=spec.event_timestamp,
+        target=spec.target.column,
+        leaky_columns=spec.model.leaky_columns,
+    )
+    if problems:
+        raise SpecError("\n".join(f"{spec_file.parent.name}: {spec_file}: {line}" for line in problems))
+
+
+def _check_extension_code(spec: UseCase, spec_file: Path) -> None:
+    """Each extension's `module:function` imports and takes one argument (a `StepContext`)."""
+    if not spec.extensions:
+        return
+    from aerodrome.extensions import ExtensionImportError, resolve_extension
+
+    for i, ext in enumerate(spec.extensions):
+        try:
+            resolve_extension(ext.task, spec_file.parent)
+        except ExtensionImportError as exc:
+            raise spec_error(spec_file, f"extensions[{i}].task", exc.problem, exc.fix) from None
 
 
 def _with_resolved_pod_template(spec: UseCase, spec_file: Path) -> UseCase:
@@ -427,7 +605,12 @@ def _with_resolved_pod_template(spec: UseCase, spec_file: Path) -> UseCase:
     template = Path(resources.pod_template)
     template = template if template.is_absolute() else spec_file.parent / template
     if not template.is_file():
-        raise SpecError(f"{spec_file}: model.resources.pod_template: {template} not found")
+        raise spec_error(
+            spec_file,
+            "model.resources.pod_template",
+            f"{template} not found",
+            "give a path relative to the use-case folder (or absolute) of an existing pod template",
+        )
     resources = resources.model_copy(update={"pod_template": str(template.resolve())})
     return spec.model_copy(update={"model": spec.model.model_copy(update={"resources": resources})})
 

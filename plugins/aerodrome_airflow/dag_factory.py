@@ -7,8 +7,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from aerodrome.ingest.datasets import dataset_name, dataset_spec
 from aerodrome.settings import Settings
-from aerodrome.usecase import SPEC_FILE, UseCase, discover_usecases, load_usecase
+from aerodrome.usecase import SPEC_FILE, UseCase
 from airflow.sdk import (
     DAG,
     CronPartitionTimetable,
@@ -60,7 +61,7 @@ key; the validation DAG runs once per key.
 * Manual run: pick the day in **ds** (that day is ingested), or `POST /api/v2/dags/ingest_{name}/dagRuns`
   with `{{"partition_key": "YYYY-MM-DD", "logical_date": null}}`. Manual runs never block catch-up.
 * **replay_drop** lets the demo feed (`{replay}`) drop the day's file first.
-* Spec: `include/usecases/{name}/usecase.yaml`
+* Spec: `include/usecases/{usecase}/usecase.yaml`
 """
 
 
@@ -95,25 +96,42 @@ def _ds_param() -> Param:
     )
 
 
-def build_ingest_dag(spec: UseCase) -> DAG:
-    source = spec.source
-    where = getattr(source, "path", None) or getattr(source, "table", "")
+def dataset_settings(spec: UseCase, stage: str, source: str | None) -> dict:
+    """DAG settings of a second source's DAG: tagged with its use case too."""
+    if not source:
+        return {}
+    return {"tags": ["aerodrome", stage, "source", spec.name, dataset_name(spec.name, source), *spec.tags]}
+
+
+SOURCE_DOC = """
+**Second source `{source}` of `{usecase}`** (spec `sources.{source}`): ingested and validated like the
+main source, on the same days (partition keys), into `raw|validated|quarantine/{name}/`. The features
+of a day (`features_{usecase}`) start only once this source's partition of the day is validated too.
+"""
+
+
+def build_ingest_dag(spec: UseCase, source: str | None = None) -> DAG:
+    data = dataset_spec(spec, source)
+    where = getattr(data.source, "path", None) or getattr(data.source, "table", "")
     last = spec.schedule.end_date
+    doc_extra = SOURCE_DOC.format(source=source, usecase=spec.name, name=data.name) if source else ""
     with stage_dag(
-        spec,
+        data,
         "ingest",
-        description=f"Ingest {spec.name} into raw/{spec.name}, one partition per interval",
-        doc_md=INGEST_DOC.format(
-            name=spec.name,
+        description=f"Ingest {data.name} into raw/{data.name}, one partition per interval",
+        doc_md=doc_extra
+        + INGEST_DOC.format(
+            name=data.name,
             description=spec.description,
-            source_kind=source.kind,
+            source_kind=data.source.kind,
             source_where=where,
             owner=spec.owner,
             cron=spec.schedule.ingest,
             start=spec.schedule.start_date,
             end=last or "open-ended",
             catchup=spec.schedule.catchup,
-            replay=getattr(source, "replay", None) or "none",
+            replay=getattr(data.source, "replay", None) or "none",
+            usecase=spec.name,
         ),
         # the run at midnight after a day ingests that day (run_offset=-1): its key is the day, not the next
         schedule=CronPartitionTimetable(spec.schedule.ingest, timezone="UTC", run_offset=-1, key_format=DAY_KEY),
@@ -130,14 +148,17 @@ def build_ingest_dag(spec: UseCase) -> DAG:
                 description="Drop the day's file from the demo feed into the landing zone first.",
             ),
         },
+        **dataset_settings(spec, "ingest", source),
     ) as dag:
-        IngestPartitionOperator(
+        ingest = IngestPartitionOperator(
             task_id="ingest_partition",
             usecase=spec.name,
-            outlets=[raw_asset(spec.name)],
+            source=source,
+            outlets=work_outlets(data, "ingest", [raw_asset(data.name)]),
             pool="ingestion",
             doc_md="Read the interval from the source, conform types, replace the raw partition.",
         )
+        with_extensions(data, "ingest", ingest, [raw_asset(data.name)])
     return dag
 
 
@@ -167,17 +188,19 @@ by `AERODROME_ONLINE_STORE`) up to the newest day whose predecessors all have th
 freshness and record the day as featured. Four days run at once; in a catch-up the online step is left
 to the last of a batch (and done every Sunday). The task log lists each step with its time.
 Re-running a day gives the same rows. Emits `features/{name}` for the day; a week
-of featured days starts one training run.
+of featured days starts one training run.{sources}
 """
 
 
-def build_validate_dag(spec: UseCase) -> DAG:
+def build_validate_dag(spec: UseCase, source: str | None = None) -> DAG:
+    data = dataset_spec(spec, source)
+    doc_extra = SOURCE_DOC.format(source=source, usecase=spec.name, name=data.name) if source else ""
     with stage_dag(
-        spec,
+        data,
         "validate",
-        description=f"Great Expectations gate: raw/{spec.name} -> validated/ or quarantine/",
-        doc_md=VALIDATE_DOC.format(name=spec.name, count=len(spec.expectations)),
-        schedule=PartitionedAssetTimetable(assets=raw_asset(spec.name), default_partition_mapper=IdentityMapper()),
+        description=f"Great Expectations gate: raw/{data.name} -> validated/ or quarantine/",
+        doc_md=doc_extra + VALIDATE_DOC.format(name=data.name, count=len(data.expectations)),
+        schedule=PartitionedAssetTimetable(assets=raw_asset(data.name), default_partition_mapper=IdentityMapper()),
         max_active_runs=4,  # one partition per run: days are independent
         params={
             "ds": _ds_param(),
@@ -188,9 +211,30 @@ def build_validate_dag(spec: UseCase) -> DAG:
                 description="Re-check the day's fixed partition in quarantine; publish it if it passes.",
             ),
         },
+        **dataset_settings(spec, "validate", source),
     ) as dag:
-        ValidatePartitionOperator(task_id="validate_partition", usecase=spec.name, outlets=[validated_asset(spec.name)])
+        validated = [validated_asset(data.name)]
+        validate = ValidatePartitionOperator(
+            task_id="validate_partition",
+            usecase=spec.name,
+            source=source,
+            outlets=work_outlets(data, "validate", validated),
+        )
+        with_extensions(data, "validate", validate, validated)
     return dag
+
+
+def validated_assets(spec: UseCase):
+    """What a features run of a day waits for: the day validated in the main source and in every second source."""
+    datasets = [spec.name, *(dataset_name(spec.name, source) for source in spec.sources)]
+    return functools.reduce(lambda left, right: left & right, [validated_asset(name) for name in datasets])
+
+
+def features_sources_doc(spec: UseCase) -> str:
+    if not spec.sources:
+        return ""
+    waits = ", ".join(f"`validated/{dataset_name(spec.name, s)}`" for s in spec.sources)
+    return f"\n\nA run of a day starts once the day is validated in `validated/{spec.name}` **and** {waits}."
 
 
 def build_features_dag(spec: UseCase) -> DAG:
@@ -199,17 +243,19 @@ def build_features_dag(spec: UseCase) -> DAG:
         spec,
         "features",
         description=f"Feast features of {spec.name}: offline store, materialize online, freshness",
-        doc_md=FEATURES_DOC.format(name=spec.name, views=views),
-        schedule=PartitionedAssetTimetable(
-            assets=validated_asset(spec.name), default_partition_mapper=IdentityMapper()
-        ),
+        doc_md=FEATURES_DOC.format(name=spec.name, views=views, sources=features_sources_doc(spec)),
+        schedule=PartitionedAssetTimetable(assets=validated_assets(spec), default_partition_mapper=IdentityMapper()),
         max_active_runs=4,  # days compute in parallel; the online step waits for its frontier (publish_day)
         params={
             "ds": _ds_param(),
             "strict_freshness": Param(False, type="boolean", title="Fail on stale feature views"),
         },
     ) as dag:
-        PublishFeaturesOperator(task_id="publish_features", usecase=spec.name, outlets=[features_asset(spec.name)])
+        featured = [features_asset(spec.name)]
+        publish = PublishFeaturesOperator(
+            task_id="publish_features", usecase=spec.name, outlets=work_outlets(spec, "features", featured)
+        )
+        with_extensions(spec, "features", publish, featured)
     return dag
 
 
@@ -295,7 +341,9 @@ def build_train_dag(spec: UseCase) -> DAG:
         announce = AnnounceCandidateOperator(
             task_id="announce_candidate", usecase=spec.name, outlets=[candidate_asset(spec.name)]
         )
-        window >> train >> announce
+        first, last = with_extensions(spec, "train", train, [])
+        window >> first
+        last >> announce
     return dag
 
 
@@ -314,7 +362,7 @@ the spec (`promotion:`):
 | artifact | the model files hash to the digest recorded at training (an altered artifact is never loaded) |
 | signature | the MLflow input signature equals the serving schema (numeric features + category strings) |
 | metric | `{metric}` improves on the champion by at least {min_improvement} (or no champion yet) |
-| slices | no slice ({slices}) loses more than {max_slice} against the champion |
+| slices | no slice ({slices}) loses significantly more than {max_slice} (family-wise alpha {alpha}) |
 | baselines | `{metric}` beats the task's naive baselines (recorded by the trainer) by {margin} |
 | latency | a 1-row prediction's p99 is at most {latency} ms |
 
@@ -328,8 +376,6 @@ Every alias move is appended to `registry/{name}/alias_moves/` (hash-chained: wh
 
 
 def build_promote_dag(spec: UseCase) -> DAG:
-    from airflow.providers.standard.operators.hitl import ApprovalOperator
-
     policy = spec.promotion
     with stage_dag(
         spec,
@@ -341,6 +387,7 @@ def build_promote_dag(spec: UseCase) -> DAG:
             min_improvement=policy.min_improvement,
             slices=", ".join(spec.model.slices) or "none declared",
             max_slice=policy.max_slice_regression,
+            alpha=policy.slice_alpha,
             margin=policy.min_baseline_margin,
             latency=policy.latency_budget_ms,
             approval="a person approves in the UI (`approve`, required by the spec), then " * policy.require_approval,
@@ -365,6 +412,9 @@ def build_promote_dag(spec: UseCase) -> DAG:
             ),
         ]
         if policy.require_approval:
+            # only here: the HITL operator imports ~25 provider modules, ~15 ms of every parse process
+            from airflow.providers.standard.operators.hitl import ApprovalOperator
+
             verdict = "ti.xcom_pull(task_ids='judge_candidate')"
             approve = ApprovalOperator(
                 task_id="approve",
@@ -571,7 +621,16 @@ leaves a day behind. A partition is re-announced only when the previous sweep sa
 
 It also closes weeks the training rollup will never see complete (a quarantined day, the schedule's
 first or last week): when every day is settled and at least {min_days} are featured, one
-`retrain_requested/{name}` event for the week starts one training run (once per week).
+`retrain_requested/{name}` event for the week starts one training run (once per week).{sources}
+"""
+
+RECONCILE_SOURCES_DOC = """
+
+Second sources ({names}): a day's features wait for the day's event of every source, so `refeature_<source>`
+re-announces the source's `validated/` event of each unfeatured day it has validated, beside `refeature`. A day
+is unfeatured too when a source validated it again after its features were recorded (a re-run on one side,
+whose event would wait for the other side's, already consumed). Raw days of a source never validated go back
+to its own gate (`sweep_<source>` -> `revalidate_<source>`).
 """
 
 
@@ -580,7 +639,13 @@ def build_reconcile_dag(spec: UseCase) -> DAG:
         spec,
         "reconcile",
         description=f"Sweep: finish {spec.name} partitions left behind between zones, close incomplete weeks",
-        doc_md=RECONCILE_DOC.format(name=spec.name, min_days=spec.model.min_week_days),
+        doc_md=RECONCILE_DOC.format(
+            name=spec.name,
+            min_days=spec.model.min_week_days,
+            sources=RECONCILE_SOURCES_DOC.format(names=", ".join(f"`{s}`" for s in spec.sources))
+            if spec.sources
+            else "",
+        ),
         schedule=CronTriggerTimetable("*/30 * * * *", timezone="UTC"),
         max_active_runs=1,
         params={
@@ -597,6 +662,23 @@ def build_reconcile_dag(spec: UseCase) -> DAG:
                 continue
             sweep >> AnnouncePartitionsOperator(
                 task_id=task_id, sweep_task="sweep", field=field, reason=reason, outlets=[asset]
+            )
+        for source in spec.sources:  # a second source's raw days never validated go back to its own gate
+            if spec.features:  # and its validated days without features are announced again beside the main's
+                sweep >> AnnouncePartitionsOperator(
+                    task_id=f"refeature_{source}",
+                    sweep_task="sweep",
+                    field=SweepPartitionsOperator.source_field(source),
+                    reason="features never recorded",
+                    outlets=[validated_asset(dataset_name(spec.name, source))],
+                )
+            swept = SweepPartitionsOperator(task_id=f"sweep_{source}", usecase=spec.name, source=source)
+            swept >> AnnouncePartitionsOperator(
+                task_id=f"revalidate_{source}",
+                sweep_task=f"sweep_{source}",
+                field="unvalidated",
+                reason="never validated",
+                outlets=[raw_asset(dataset_name(spec.name, source))],
             )
     return dag
 
@@ -662,6 +744,41 @@ def build_drift_dag(spec: UseCase) -> DAG:
     return dag
 
 
+def work_outlets(spec: UseCase, stage: str, outlets: list) -> list:
+    """The outlets of a stage's work task: none when extensions run after it (the last one announces)."""
+    return [] if any(e.stage == stage and e.when == "after" for e in spec.extensions) else outlets
+
+
+def with_extensions(spec: UseCase, stage: str, work, outlets: list) -> tuple:
+    """The spec's extensions of `stage` as tasks chained before and after `work` (inside the DAG being built).
+
+    The last extension after the work carries `outlets` (it announces the partition), so a failing check
+    stops the partition before the next stage. Returns the chain's first and last task.
+    """
+    from airflow.sdk import chain
+
+    from aerodrome_airflow.extensions import RunExtensionOperator
+
+    def tasks(when: str) -> list:
+        picked = [e for e in spec.extensions if e.stage == stage and e.when == when]
+        return [
+            RunExtensionOperator(
+                task_id=e.task_id,
+                usecase=spec.name,
+                target=e.task,
+                stage=stage,
+                when=when,
+                outlets=outlets if when == "after" and i == len(picked) - 1 else [],
+                doc_md=f"Extension `{e.task}` (spec `extensions`), {when} {stage}: `fn(StepContext)`.",
+            )
+            for i, e in enumerate(picked)
+        ]
+
+    steps = [*tasks("before"), work, *tasks("after")]
+    chain(*steps)
+    return steps[0], steps[-1]
+
+
 def stage_builders(spec: UseCase) -> dict[str, Callable[[], DAG]]:
     """Each DAG of a use case by its id, built only when called."""
     builders: list[tuple[str, Callable[[UseCase], DAG]]] = [("ingest", build_ingest_dag)]
@@ -677,20 +794,58 @@ def stage_builders(spec: UseCase) -> dict[str, Callable[[], DAG]]:
             ("rollback", build_rollback_dag),
             ("drift", build_drift_dag),
         ]
-    return {f"{stage}_{spec.name}": functools.partial(build, spec) for stage, build in builders}
+    dags = {f"{stage}_{spec.name}": functools.partial(build, spec) for stage, build in builders}
+    for source in spec.sources:  # each second source: its own ingest and validate DAGs, on the same days
+        name = dataset_name(spec.name, source)
+        dags[f"ingest_{name}"] = functools.partial(build_ingest_dag, spec, source)
+        dags[f"validate_{name}"] = functools.partial(build_validate_dag, spec, source)
+    return dags
 
 
-def build_usecase_dags(usecases_dir: Path | None = None, only: str | None = None) -> dict[str, DAG]:
-    """All generated DAGs keyed by dag_id (for a DAG file's `globals()`).
+def checked_spec(folder: Path) -> UseCase:
+    """`load_usecase(folder)`, kept checked on disk (`aerodrome.spec_cache`): a re-parse of an unchanged spec
+    skips the YAML, the checks and the extension imports."""
+    from aerodrome.spec_cache import load_usecase_cached, spec_cache_dir
 
+    return load_usecase_cached(folder, spec_cache_dir(Settings.from_env().data_root))
+
+
+def usecase_dags(name: str, usecases_dir: Path | None = None, only: str | None = None) -> dict[str, DAG]:
+    """The DAGs of use case `name` keyed by dag_id, for its own DAG file (`dags/usecases/<name>.py`,
+    written by `aerodrome.dag_files.write_dag_file`): a broken spec raises `SpecError` (an import error
+    of that file alone, naming the use case, file, field and fix). No folder `name` under the use-case
+    folder in use (`AERODROME_USECASES_DIR`): no DAGs.
+
+    `only`: the one DAG a task needs (Airflow's parsing context names it when a task runs); a dag_id of
+    another use case, or none, builds them all, as at parse.
+    """
+    root = Path(usecases_dir or Settings.from_env().usecases_dir)
+    if not (root / name).is_dir():  # not a use case of this deployment's folder (AERODROME_USECASES_DIR)
+        return {}
+    builders = stage_builders(checked_spec(root / name))
+    wanted = [only] if only in builders else list(builders)
+    return {dag_id: builders[dag_id]() for dag_id in wanted}
+
+
+def build_usecase_dags(
+    usecases_dir: Path | None = None, only: str | None = None, dags_folder: Path | None = None
+) -> dict[str, DAG]:
+    """The generated DAGs of every use case keyed by dag_id, for a DAG file's `globals()`.
+
+    `dags_folder`: leave out the use cases that have a DAG file of their own there (`dags/usecases/`).
     `only`: the one DAG a task needs (Airflow's parsing context names it when a task runs), so a task
     process builds one DAG and loads one spec instead of every use case's (~0.2 s less per task).
     """
+    from aerodrome.dag_files import dag_file_path
+
     root = Path(usecases_dir or Settings.from_env().usecases_dir)
+    folders = [d for d in sorted(root.iterdir()) if (d / SPEC_FILE).is_file()]
+    if dags_folder is not None:
+        folders = [d for d in folders if not dag_file_path(d.name, dags_folder).is_file()]
     if only:
-        folders = [d for d in root.iterdir() if only.endswith(f"_{d.name}") and (d / SPEC_FILE).is_file()]
-        wanted = {i: b for d in folders for i, b in stage_builders(load_usecase(d)).items() if i == only}
-        if wanted:
-            return {dag_id: build() for dag_id, build in wanted.items()}
-    builders = {i: b for spec in discover_usecases(root) for i, b in stage_builders(spec).items()}
+        for folder in (d for d in folders if only.endswith(f"_{d.name}") or f"_{d.name}__" in only):
+            builders = stage_builders(checked_spec(folder))
+            if only in builders:
+                return {only: builders[only]()}
+    builders = {i: b for d in folders for i, b in stage_builders(checked_spec(d)).items()}
     return {dag_id: build() for dag_id, build in builders.items()}

@@ -58,6 +58,15 @@ def run_day(dag, day: date, **params) -> tuple[str, dict]:
     return str(run.state), states
 
 
+def run_second_sources(dags: list, day: date) -> tuple[str, dict]:
+    """Ingest and validate the day of each second source, in order; stops at the first run that fails."""
+    for dag in dags:
+        state, tasks = run_day(dag, day)
+        if state != "success":
+            return state, {dag.dag_id: tasks}
+    return "success", {}
+
+
 def spoil_drop(storage, spec, day: date) -> str:
     """Blank the carrier of 60 flights in one landing drop: a realistic upstream bug for the gate to stop."""
     import io
@@ -134,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     ingest = load_dag(f"ingest_{spec.name}")
     validate = load_dag(f"validate_{spec.name}") if spec.expectations else None
     features = load_dag(f"features_{spec.name}") if spec.features else None
+    # each second source (spec `sources:`, e.g. the flights' weather): its own ingest and validate per day
+    second = [load_dag(f"{stage}_{spec.name}__{s}") for s in spec.sources for stage in ("ingest", "validate")]
     failures, quarantined, featured = [], [], 0
     for i, day in enumerate(days, 1):
         t0 = time.perf_counter()
@@ -151,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                 reason = storage.read_bytes(reason_key).decode() if storage.exists(reason_key) else str(tasks)
                 quarantined.append((ds, reason))
             elif features:
-                state, tasks = run_day(features, day)
+                state, tasks = run_second_sources(second, day)
+                if state == "success":
+                    state, tasks = run_day(features, day)
                 steps.append(f"features {state}")
                 featured += state == "success"
                 if state != "success":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -25,10 +26,13 @@ import yaml
 
 
 def demo_usecases(source: Path, target: Path, usecase: str, window_s: float) -> Path:
-    """A copy of the use-case folder whose canary watches `window_s` per step (a demo cannot wait 30 min)."""
+    """A copy of the use-cases folder (with their own modules) where `usecase`'s canary watches `window_s` per
+    step (a demo cannot wait 30 min) and judges outcomes from 30 labelled predictions per model."""
     raw = yaml.safe_load((source / usecase / "usecase.yaml").read_text())
-    raw.setdefault("canary", {}).update(analysis_minutes=window_s / 60, min_requests=10)
-    (target / usecase).mkdir(parents=True, exist_ok=True)
+    raw.setdefault("canary", {}).update(analysis_minutes=window_s / 60, min_requests=10, min_labelled=30)
+    skip = shutil.ignore_patterns("__pycache__")
+    # every use case: each has its own DAG file in dags/usecases/, which must still find its spec here
+    shutil.copytree(source, target, dirs_exist_ok=True, ignore=skip)
     (target / usecase / "usecase.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return target
 
@@ -75,6 +79,9 @@ class ServedGateway:
             self.process.wait(timeout=30)
 
 
+LABEL_EVERY = 25  # outcomes follow their predictions in small batches, so each canary window has some
+
+
 class Replayer(threading.Thread):
     """Sends `days` of flights through the gateway, round after round, posting their outcomes, until stopped."""
 
@@ -94,7 +101,14 @@ class Replayer(threading.Thread):
         turn = 0
         while not self.stop.is_set():
             stats = replay(
-                self.client, self.usecase, self.rows, self.labels, prefix=f"demo-{turn}", stop=self.stop, pause_s=0.01
+                self.client,
+                self.usecase,
+                self.rows,
+                self.labels,
+                prefix=f"demo-{turn}",
+                stop=self.stop,
+                pause_s=0.01,
+                label_every=LABEL_EVERY,
             )
             self.sent, self.failed, turn = self.sent + stats.sent, self.failed + stats.failed, turn + 1
 

@@ -32,21 +32,25 @@ def _say(message: str) -> None:
 
 
 def land_and_feature(spec, settings, storage, days: list[date]) -> None:
-    """Every day landed, ingested, validated and featured (library calls), then online up to the last."""
+    """Every day landed, ingested and validated (with each second source, e.g. the weather) and featured
+    (library calls), then online up to the last."""
     from aerodrome.features import compute_features_range
     from aerodrome.features.builders import builder_for
     from aerodrome.features.online import materialize
     from aerodrome.features.repo import apply_definitions
     from aerodrome.ingest import ingest_interval
+    from aerodrome.ingest.datasets import source_dataset
     from aerodrome.ingest.run import landing_storage
     from aerodrome.landing import feed_for
     from aerodrome.validate import validate_partition
 
     feed_for(spec.source.replay)(landing_storage(spec, storage), spec.source, days)
+    datasets = [spec, *(source_dataset(spec, name) for name in spec.sources)]  # the flights, then the weather
     for n, day in enumerate(days, 1):
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        ingest_interval(spec, storage, start, start + timedelta(days=1))
-        validate_partition(spec, storage, day.isoformat())
+        for dataset in datasets:
+            ingest_interval(dataset, storage, start, start + timedelta(days=1))
+            validate_partition(dataset, storage, day.isoformat())
         if n % 30 == 0 or n == len(days):
             _say(f"landed, ingested and validated {n}/{len(days)} days")
     compute_features_range(spec, storage, days[0], days[-1])

@@ -7,11 +7,13 @@ never loads the Kubernetes client.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from typing import Any
 
+from aerodrome.settings import json_object
 from aerodrome.usecase import Resources
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.providers.cncf.kubernetes.secret import Secret
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from kubernetes.client import models as k8s
 
@@ -19,6 +21,74 @@ from aerodrome_airflow.training import RUN_CONTEXT_ENV, TRAINER_ENV, TRAINER_MOD
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+# credentials, and URIs that may carry one: into the pod only by reference to a Kubernetes Secret (name, key)
+TRAINER_SECRET_ENV: dict[str, tuple[str, str]] = {
+    "MLFLOW_TRACKING_URI": ("aerodrome-mlflow", "tracking-uri"),
+    "MLFLOW_TRACKING_USERNAME": ("aerodrome-mlflow", "username"),
+    "MLFLOW_TRACKING_PASSWORD": ("aerodrome-mlflow", "password"),
+    "MLFLOW_TRACKING_TOKEN": ("aerodrome-mlflow", "token"),
+    "AERODROME_FEATURE_REGISTRY": ("aerodrome-feast", "registry-url"),
+    "AERODROME_REDIS_URL": ("aerodrome-redis", "url"),
+    "AWS_ACCESS_KEY_ID": ("aerodrome-s3", "access-key-id"),
+    "AWS_SECRET_ACCESS_KEY": ("aerodrome-s3", "secret-access-key"),
+}
+# plain settings of storage, encryption and residency the trainer reads (none of them a secret)
+STORAGE_SETTINGS_ENV = (
+    "AERODROME_S3_ENDPOINT_URL",
+    "AERODROME_S3_ALLOW_HTTP_LOOPBACK",
+    "AERODROME_KMS_KEY_ID",
+    "AERODROME_DB_REGIONS",
+)
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|PRIVATE_KEY|ACCESS_KEY", re.IGNORECASE)
+URI_PASSWORD = re.compile(r"://[^/@\s]*:[^/@\s]+@")
+
+
+def trainer_secret_env(environ: Mapping[str, str] = os.environ) -> dict[str, tuple[str, str]]:
+    """Env var -> (secret, key) for the pod: the defaults, `AERODROME_K8S_SECRETS` (JSON ENV -> "secret/key") on top."""
+    override = json_object(environ.get("AERODROME_K8S_SECRETS"), "AERODROME_K8S_SECRETS")
+    found = dict(TRAINER_SECRET_ENV)
+    for env, ref in override.items():
+        name, _, key = str(ref).partition("/")
+        if not (name and key):
+            raise ValueError(f'AERODROME_K8S_SECRETS[{env!r}] = {ref!r}: give "secret-name/key"')
+        found[env] = (name, key)
+    return found
+
+
+def plain_env_problems(env: Mapping[str, Any]) -> list[str]:
+    """Plain (non-secret) env entries that look like credentials: a secret-like name or a URI with a password."""
+    return [
+        name
+        for name, value in env.items()
+        if SECRET_NAME.search(name) or (isinstance(value, str) and URI_PASSWORD.search(value))
+    ]
+
+
+def secret_env_var(env: str, secret: str, key: str, optional: bool) -> k8s.V1EnvVar:
+    """An env var read by the kubelet from a Secret; `optional`: the pod starts without it when the Secret lacks it."""
+    selector = k8s.V1SecretKeySelector(name=secret, key=key, optional=optional)
+    return k8s.V1EnvVar(name=env, value_from=k8s.V1EnvVarSource(secret_key_ref=selector))
+
+
+def trainer_env(
+    plain: Mapping[str, str], secret_env: Mapping[str, tuple[str, str]], environ: Mapping[str, str] = os.environ
+) -> list[k8s.V1EnvVar]:
+    """The container's env: plain settings by value, every secret by reference, never a secret by value.
+
+    A reference is required when Airflow itself has that variable (the pod must use the same store, and a
+    missing Secret stops the pod from starting instead of letting it train against a local default), and
+    optional otherwise. A plain entry that looks like a credential is refused.
+    """
+    plain = {k: v for k, v in plain.items() if k not in secret_env}
+    leaked = plain_env_problems(plain)
+    if leaked:
+        raise ValueError(
+            f"{', '.join(leaked)}: a credential would be written into the pod spec in plain text; pass it as a "
+            "Kubernetes secret (secret_env / AERODROME_K8S_SECRETS) instead"
+        )
+    env = [k8s.V1EnvVar(name=k, value=v) for k, v in plain.items()]
+    env += [secret_env_var(k, name, key, optional=not environ.get(k)) for k, (name, key) in secret_env.items()]
+    return env
 
 
 def container_resources(resources: Resources) -> k8s.V1ResourceRequirements:
@@ -50,8 +120,9 @@ def host_path_mounts(paths: list[str]) -> tuple[list[k8s.V1Volume], list[k8s.V1V
 class TrainingPodOperator(KubernetesPodOperator):
     """Run `python -m aerodrome.train.entrypoint` in a (GPU) pod sized by the use case's `model.resources`.
 
-    Settings the trainer needs travel as env vars; credentials only as Kubernetes secrets
-    (`secret_env`: env var -> (secret name, key)), never as plain text in the pod spec.
+    Settings the trainer needs travel as env vars; credentials (and URIs that may hold one, such as
+    MLFLOW_TRACKING_URI) only as references to Kubernetes secrets (`secret_env`: env var -> (secret name,
+    key), default `trainer_secret_env()`), never as plain text in the pod spec, host paths or not.
     """
 
     def __init__(
@@ -66,6 +137,8 @@ class TrainingPodOperator(KubernetesPodOperator):
         **kwargs: Any,
     ) -> None:
         volumes, mounts = host_path_mounts(host_paths or [])
+        secret_env = trainer_secret_env() if secret_env is None else secret_env
+        settings_env = {k: os.environ[k] for k in (*TRAINER_ENV, *STORAGE_SETTINGS_ENV) if os.environ.get(k)}
         if resources.pod_template:
             kwargs.setdefault("pod_template_file", resources.pod_template)
         kwargs.setdefault("deferrable", True)
@@ -82,10 +155,7 @@ class TrainingPodOperator(KubernetesPodOperator):
             container_resources=container_resources(resources),
             node_selector=dict(resources.node_selector) or None,
             tolerations=tolerations(resources),
-            env_vars={k: os.environ[k] for k in TRAINER_ENV if os.environ.get(k)}
-            | RUN_CONTEXT_ENV
-            | kwargs.pop("env_vars", {}),
-            secrets=[Secret("env", env, name, key) for env, (name, key) in (secret_env or {}).items()],
+            env_vars=trainer_env(settings_env | RUN_CONTEXT_ENV | kwargs.pop("env_vars", {}), secret_env),
             volumes=volumes + kwargs.pop("volumes", []),
             volume_mounts=mounts + kwargs.pop("volume_mounts", []),
             labels={"app.kubernetes.io/part-of": "aerodrome", "aerodrome.io/stage": "train"},

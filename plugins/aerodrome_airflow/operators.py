@@ -13,13 +13,24 @@ from aerodrome_airflow.logs import quiet_third_party_loggers
 
 
 def spec_and_storage(usecase: str):
+    """Settings, the checked spec and the data storage; a broken spec fails the task at once (no retry)."""
+    from aerodrome.errors import PermanentError, SpecError
     from aerodrome.settings import Settings
     from aerodrome.storage import open_storage
     from aerodrome.usecase import load_usecase
 
     quiet_third_party_loggers()
     settings = Settings.from_env()
-    return settings, load_usecase(settings.usecases_dir / usecase), open_storage(settings.data_root, settings)
+    try:
+        spec = load_usecase(settings.usecases_dir / usecase)
+    except SpecError as exc:
+        raise fail_without_retry(str(exc)) from None
+    storage = open_storage(settings.data_root, settings)
+    try:
+        storage.check_residency()  # every place the task may write (bucket, databases), before its first byte
+    except PermanentError as exc:
+        raise fail_without_retry(str(exc)) from None
+    return settings, spec, storage
 
 
 def fail_without_retry(message: str) -> Exception:
@@ -77,7 +88,28 @@ class UseCaseOperator(BaseOperator):
         self.usecase = usecase
 
 
-class IngestPartitionOperator(UseCaseOperator):
+class DatasetOperator(UseCaseOperator):
+    """An operator of one dataset of a use case: its main source, or its second source `source` (spec `sources:`)."""
+
+    template_fields: Sequence[str] = ("usecase", "source")
+
+    def __init__(self, *, source: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+
+    def dataset_and_storage(self):
+        """`spec_and_storage`, the spec being the dataset's (`aerodrome.ingest.datasets.dataset_spec`)."""
+        from aerodrome.errors import SpecError
+        from aerodrome.ingest.datasets import dataset_spec
+
+        settings, spec, storage = spec_and_storage(self.usecase)
+        try:
+            return settings, dataset_spec(spec, self.source), storage
+        except SpecError as exc:
+            raise fail_without_retry(str(exc)) from None
+
+
+class IngestPartitionOperator(DatasetOperator):
     """Ingest one day of `usecase` (the run's partition) into its raw partition and announce it.
 
     With the form's `replay_drop` the use case's demo feed first drops the day's file into the landing
@@ -87,12 +119,13 @@ class IngestPartitionOperator(UseCaseOperator):
     ui_color = "#d6eaf8"
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from aerodrome.errors import PermanentError
         from aerodrome.ingest import ingest_interval
         from aerodrome.ingest.run import landing_storage
         from aerodrome.landing import feed_for
         from aerodrome.usecase import PostgresSource
 
-        _, spec, storage = spec_and_storage(self.usecase)
+        _, spec, storage = self.dataset_and_storage()
         day = datetime.fromisoformat(partition_day(context, spec)).replace(tzinfo=UTC)
         start, end = day, day + timedelta(days=1)
         if form_param(context, "replay_drop", False) and spec.source.kind == "file_drop":
@@ -105,7 +138,10 @@ class IngestPartitionOperator(UseCaseOperator):
             from aerodrome_airflow.connections import postgres_dsn
 
             dsn = postgres_dsn(spec.source.conn_id)
-        result = ingest_interval(spec, storage, start, end, dsn=dsn)
+        try:
+            result = ingest_interval(spec, storage, start, end, dsn=dsn)
+        except PermanentError as exc:  # a missing column or a bad value: the same data fails every retry
+            raise fail_without_retry(str(exc)) from None
         self.log.info(
             "Wrote %d rows for %s to %s (from %s)", result.rows, result.ds, result.partition_uri, result.source
         )
@@ -113,7 +149,7 @@ class IngestPartitionOperator(UseCaseOperator):
         return asdict(result)
 
 
-class ValidatePartitionOperator(UseCaseOperator):
+class ValidatePartitionOperator(DatasetOperator):
     """Run the use case's Great Expectations suite on the run's raw partition: pass -> validated/, fail -> quarantine/.
 
     A failed suite fails the task without retries (AirflowFailException: retrying cannot change the data); the
@@ -127,7 +163,7 @@ class ValidatePartitionOperator(UseCaseOperator):
         from aerodrome.errors import AerodromeError
         from aerodrome.validate import release_partition, validate_partition
 
-        _, spec, storage = spec_and_storage(self.usecase)
+        _, spec, storage = self.dataset_and_storage()
         ds = partition_day(context, spec)
         release = bool(form_param(context, "release", False))
         try:
@@ -150,7 +186,8 @@ class PublishFeaturesOperator(UseCaseOperator):
     to the newest day whose predecessors all have their rows, and is left to the last of a batch
     still computing (Sundays always materialize; `aerodrome.features.publish`).
     Stale views fail the task when the form's `strict_freshness` is set; otherwise they are warnings
-    (the 2013 replay has a few weather gaps).
+    (the 2013 replay has a few weather gaps). A second source's partition of the day not validated yet is
+    retried (it may arrive); a quarantined one fails at once, naming its reason.
     """
 
     ui_color = "#fdebd0"
@@ -158,11 +195,14 @@ class PublishFeaturesOperator(UseCaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from aerodrome.errors import AerodromeError
         from aerodrome.features import publish_day
+        from aerodrome.ingest.datasets import SourcePartitionMissing
 
         settings, spec, storage = spec_and_storage(self.usecase)
         ds = partition_day(context, spec)
         try:
             published = publish_day(spec, settings, storage, ds)
+        except SourcePartitionMissing:
+            raise  # a second source's day not validated yet may still arrive: Airflow's retries wait for it
         except AerodromeError as exc:
             raise fail_without_retry(str(exc)) from None
         for line in published.lines():
@@ -182,25 +222,33 @@ class PublishFeaturesOperator(UseCaseOperator):
         }
 
 
-class SweepPartitionsOperator(UseCaseOperator):
+class SweepPartitionsOperator(DatasetOperator):
     """Compare the zones (raw, validated, quarantine, featured) and list what was left behind.
 
     Returns the partitions to re-announce and the weeks to close; the announce tasks after it emit them.
     A partition is re-announced only when the previous sweep saw it behind too, unless `immediate`.
+    Under `source_field(source)`, the unfeatured days each second source has validated: the features run of a
+    day waits for every source's event of the day, so each is announced again, not only the main source's.
     """
 
     ui_color = "#eaeded"
 
+    @staticmethod
+    def source_field(source: str) -> str:
+        """The result's field listing the unfeatured days second source `source` has validated."""
+        return f"unfeatured_{source}"
+
     def execute(self, context: Any) -> dict[str, Any]:
         from aerodrome.partitions import sweep
 
-        _, spec, storage = spec_and_storage(self.usecase)
+        _, spec, storage = self.dataset_and_storage()
         found = sweep(storage, spec, immediate=bool(form_param(context, "immediate", False)))
         self.log.info("%s", found.summary())
         return {
             "unvalidated": list(found.unvalidated),
             "unfeatured": list(found.unfeatured),
             "weeks": list(found.closable_weeks),
+            **{self.source_field(s): list(days) for s, days in found.source_unfeatured.items()},
         }
 
 

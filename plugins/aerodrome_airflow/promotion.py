@@ -33,6 +33,20 @@ def requested_version(context: Any, spec, settings, fallback_alias: str = "candi
     return found
 
 
+def record_approval(verdict: dict[str, Any], alias: str, actor: str, answer: dict[str, Any]) -> None:
+    """A person's approval (Airflow HITL) in the audit trail, before the alias moves."""
+    from aerodrome.security import audit
+
+    audit.record(
+        "approval",
+        verdict.get("usecase"),
+        f"{verdict.get('model')} v{verdict.get('candidate')} -> @{alias} approved",
+        actor=actor,
+        versions={"model": verdict.get("model"), "version": verdict.get("candidate"), "alias": alias},
+        details={"chosen": answer.get("chosen_options"), "responded_at": str(answer.get("responded_at") or "")},
+    )
+
+
 class JudgeCandidateOperator(UseCaseOperator, SkipMixin):
     """Judge the run's candidate against the champion; record the verdict; a failed gate skips the promotion.
 
@@ -92,6 +106,7 @@ class MoveAliasOperator(UseCaseOperator):
             answer = context["ti"].xcom_pull(task_ids="approve") or {}
             who = answer.get("responded_by_user") or {}
             actor += f", approved by {who.get('name') or who.get('id') or 'an unnamed user'}"
+            record_approval(verdict, self.alias, actor, answer)
         try:
             move = promote(settings, storage, verdict, actor)
         except AerodromeError as exc:

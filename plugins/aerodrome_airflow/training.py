@@ -156,6 +156,5 @@ class TrainingBackend:
             python=self.python,
             host_paths=self.host_paths,
             hostnetwork=self.host_network,
-            secret_env={"MLFLOW_TRACKING_PASSWORD": ("aerodrome-mlflow", "password")} if not self.host_paths else None,
             **kwargs,
         )

@@ -125,8 +125,8 @@ def conform_view(spec: UseCase, view: FeatureView, frame: pd.DataFrame) -> pa.Ta
     missing = [c for c in [EVENT_TIMESTAMP, *declared] if c not in frame.columns]
     if missing:
         raise SchemaError(
-            f"feature view {view.name!r}: the {spec.features.builder!r} builder produced no column(s) "
-            f"{', '.join(missing)}; fix the view's features in the spec or the builder"
+            f"feature view {view.name!r}: its computation ({view.kind or view.computation}) produced no "
+            f"column(s) {', '.join(missing)}; fix the view's features in the spec or its computation"
         )
     keys = [*view.entities, EVENT_TIMESTAMP]
     frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
@@ -218,7 +218,7 @@ def compute_features_range(spec: UseCase, storage: Storage, first: date, last: d
     if not days:
         raise SourceError(f"use case {spec.name!r}: no validated partition between {first} and {last}")
     history = read_validated(storage, spec, days[0] - timedelta(days=builder.lookback_days), days[-1])
-    frames = _by_day(builder.build(history, days))
+    frames = _by_day(builder.build(history, days, storage=storage))
     partitions = history[DAY].nunique()
     return [_write_day(storage, spec, d, frames, builder.horizon(d), partitions) for d in days]
 
@@ -233,5 +233,5 @@ def compute_features(spec: UseCase, storage: Storage, ds: str) -> FeatureWriteRe
             f"the validate step must pass for this interval before features run"
         )
     history = read_validated(storage, spec, day - timedelta(days=builder.lookback_days), day)
-    frames = _by_day(builder.build(history, [day]))
+    frames = _by_day(builder.build(history, [day], storage=storage))
     return _write_day(storage, spec, day, frames, builder.horizon(day), history[DAY].nunique())

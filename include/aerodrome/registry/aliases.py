@@ -2,22 +2,23 @@
 
 Records live under `registry/<use case>/alias_moves/<seq>.json` in the data root: who moved which alias
 (a DAG run, a user), when, from which version to which, and why (the gate results). Each record holds
-the sha256 of the one before, so an edited or removed record breaks the chain at that point.
+the sha256 of the one before (`aerodrome.security.chain`), so an edited or removed record breaks the
+chain at that point. Every move also goes to the platform's audit trail (`aerodrome.security.audit`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from aerodrome.errors import AerodromeError
+from aerodrome.security import audit
+from aerodrome.security.chain import GENESIS, first_break, seal
 from aerodrome.storage import Storage
 
 CANDIDATE, CHALLENGER, CHAMPION, REJECTED = "candidate", "challenger", "champion", "rejected"
-GENESIS = "0" * 64
 
 
 class AliasLogError(AerodromeError):
@@ -42,11 +43,6 @@ def _prefix(usecase: str) -> str:
     return f"registry/{usecase}/alias_moves"
 
 
-def _digest(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def alias_history(storage: Storage, usecase: str) -> list[dict[str, Any]]:
     """Every recorded move of the use case's aliases, oldest first."""
     keys = sorted(k for k in storage.list(_prefix(usecase)) if k.endswith(".json"))
@@ -57,24 +53,27 @@ def append_move(storage: Storage, usecase: str, move: AliasMove) -> dict[str, An
     """Append `move` after the newest record (never overwriting one); returns the stored record."""
     history = alias_history(storage, usecase)
     seq = len(history) + 1
-    record = {"seq": seq, **asdict(move), "prev_sha256": history[-1]["sha256"] if history else GENESIS}
-    record["sha256"] = _digest(record)
+    record = seal(asdict(move), seq, history[-1]["sha256"] if history else GENESIS)
     key = f"{_prefix(usecase)}/{seq:08d}.json"
     if storage.exists(key):
         raise AliasLogError(f"{storage.uri(key)} exists already: another move was recorded at the same time; retry")
     storage.write_bytes(key, json.dumps(record, indent=2, sort_keys=True).encode())
+    release = move.alias == CHAMPION and move.version is not None
+    audit.record(
+        "model_release" if release else "alias_move",
+        usecase,
+        f"{move.model} @{move.alias}: v{move.previous} -> v{move.version} ({move.reason})",
+        actor=move.actor,
+        versions={"model": move.model, "alias": move.alias, "version": move.version, "previous": move.previous},
+        details={"history": storage.uri(key), **move.details},
+    )
     return record
 
 
 def verify_history(storage: Storage, usecase: str) -> int | None:
     """The sequence number of the first record that breaks the chain (edited, missing, reordered), or None."""
-    previous = GENESIS
-    for expected, record in enumerate(alias_history(storage, usecase), start=1):
-        intact = _digest(record) == record.get("sha256")
-        if not intact or record.get("seq") != expected or record.get("prev_sha256") != previous:
-            return expected
-        previous = record["sha256"]
-    return None
+    broken = first_break(alias_history(storage, usecase))
+    return broken.position if broken else None
 
 
 def registry_client(tracking_uri: str) -> Any:

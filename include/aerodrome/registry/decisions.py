@@ -20,6 +20,7 @@ from aerodrome.registry.aliases import (
     move_alias,
     registry_client,
 )
+from aerodrome.security import audit
 from aerodrome.settings import Settings
 from aerodrome.storage import Storage
 
@@ -69,10 +70,20 @@ def reject(
     _expect_challenger(client, model, version)
     client.set_model_version_tag(model, version, "canary.status", "rejected")
     client.set_model_version_tag(model, version, "canary.reason", reason[:4000])
-    return [
+    moves = [
         move_alias(client, storage, AliasMove(model, REJECTED, version, None, actor, reason, details)),
         move_alias(client, storage, AliasMove(model, CHALLENGER, None, None, actor, f"v{version} rejected")),
     ]
+    champion = alias_version(client, model, CHAMPION)
+    audit.record(
+        "rollback",
+        model,
+        f"challenger v{version} rolled back, v{champion} serves: {reason}",
+        actor=actor,
+        versions={"model": model, "version": version, "champion": champion},
+        settings=settings,
+    )
+    return moves
 
 
 def previous_champion(storage: Storage, usecase: str) -> str | None:
@@ -92,4 +103,13 @@ def restore_champion(
     current = alias_version(client, model, CHAMPION)
     if current == target:
         raise DecisionError(f"{model} v{target} is the champion already")
-    return move_alias(client, storage, AliasMove(model, CHAMPION, target, None, actor, reason))
+    move = move_alias(client, storage, AliasMove(model, CHAMPION, target, None, actor, reason))
+    audit.record(
+        "rollback",
+        model,
+        f"@champion rolled back from v{current} to v{target}: {reason}",
+        actor=actor,
+        versions={"model": model, "version": target, "previous": current},
+        settings=settings,
+    )
+    return move

@@ -7,7 +7,9 @@ reduction for error metrics (log-loss, MAE, RMSE), so one threshold means the sa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Any
 
 from aerodrome.usecase import HIGHER_IS_BETTER
@@ -55,10 +57,19 @@ def slice_gate(
     candidate: dict[str, dict[str, dict[str, float]]],
     champion: dict[str, dict[str, dict[str, float]]] | None,
     max_regression: float,
+    noise: Mapping[str, float] | None = None,
+    alpha: float = 0.0,
 ) -> Gate:
-    """No slice (column=value) scored for both models loses more than `max_regression` against the champion."""
+    """No slice (column=value) scored for both models loses more than `max_regression` against the champion.
+
+    With `noise` (`{"column=value": standard error of the paired gain}`, see `slice_noise`) and a
+    family-wise false-alarm rate `alpha` > 0, a slice fails only when its loss is also significant:
+    beyond z standard errors, z the one-sided Bonferroni bound for the k slices compared (alpha / k
+    each), so twenty slices do not make twenty chances to stop a sound model on noise.
+    """
     if champion is None:
         return Gate("slices", True, "no champion to compare slices with")
+    noise = noise or {}
     losses = []
     for column, values in candidate.items():
         for value, figures in values.items():
@@ -68,9 +79,29 @@ def slice_gate(
     if not losses:
         return Gate("slices", True, f"no slice has {metric} for both models")
     worst, where = max(losses)
-    bad = sorted((f"{name} ({loss:+.4f})" for loss, name in losses if loss > max_regression), reverse=True)
+    tested = sum(name in noise for _, name in losses)
+    z = NormalDist().inv_cdf(1 - alpha / tested) if alpha > 0 and tested else 0.0
+
+    def band(name: str) -> float:
+        return z * noise[name] if name in noise else 0.0
+
+    beyond = [(loss, name) for loss, name in losses if loss > max_regression]
+    bad = sorted(
+        (f"{name} ({loss:+.4f}" + (f", noise band {band(name):.4f})" if band(name) else ")"))
+        for loss, name in beyond
+        if loss > band(name)
+    )
+    noisy = sorted(f"{name} ({loss:+.4f} within {band(name):.4f})" for loss, name in beyond if loss <= band(name))
+    test = f" (z {z:.2f}: family-wise alpha {alpha:g} over {tested} slices)" if z else ""
     if bad:
-        return Gate("slices", False, f"{len(bad)} slice(s) lose more than {max_regression}: {', '.join(bad[:5])}")
+        return Gate("slices", False, f"{len(bad)} slice(s) lose more than {max_regression}: {', '.join(bad[:5])}{test}")
+    if noisy:
+        return Gate(
+            "slices",
+            True,
+            f"worst slice {where}: {_how(metric)} loss {worst:+.4f}; beyond {max_regression} but within the noise "
+            f"band: {', '.join(noisy[:5])}{test}",
+        )
     return Gate("slices", True, f"worst slice {where}: {_how(metric)} loss {worst:+.4f} <= {max_regression}")
 
 

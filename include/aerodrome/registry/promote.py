@@ -35,10 +35,13 @@ from aerodrome.registry.gates import (
     signature_gate,
     slice_gate,
 )
+from aerodrome.registry.slice_noise import slice_noise
+from aerodrome.security import audit
 from aerodrome.security.digest import tree_sha256
-from aerodrome.settings import Settings
+from aerodrome.security.signing import SignatureCheck, artifact_gate, check_registered_artifact
+from aerodrome.settings import Settings, redacted_uri
 from aerodrome.storage import Storage
-from aerodrome.train.evaluate import Evaluation, evaluate
+from aerodrome.train.evaluate import SLICE_MIN_ROWS, Evaluation, evaluate
 from aerodrome.train.inputs import model_columns
 from aerodrome.train.predictor import Predictor, load_predictor
 from aerodrome.train.tracking import ARTIFACT_DIGEST_TAG, model_name, tracking_uri
@@ -62,6 +65,7 @@ class LoadedVersion:
     run_metrics: dict[str, float]
     signature_inputs: dict[str, str] | None
     digest: str
+    provenance: SignatureCheck | None = None  # the Ed25519 signature of the whole model folder, checked
 
 
 @dataclass
@@ -129,15 +133,17 @@ def load_version(client: Any, settings: Settings, name: str, version: str, folde
     try:
         registered = client.get_model_version(name, version)
     except MlflowException:
-        raise PromotionError(f"model {name!r} has no version {version!r} in {settings.tracking_uri}") from None
+        where = redacted_uri(settings.tracking_uri)
+        raise PromotionError(f"model {name!r} has no version {version!r} in {where}") from None
     with tracking_uri(settings.tracking_uri):
         local = Path(
             mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(folder))
         )
+    provenance = check_registered_artifact(local, registered, settings)  # before anything is parsed; alerted
     predictor_dir = local / "artifacts" / PREDICTOR_ARTIFACT
     if not predictor_dir.is_dir():
         raise PromotionError(f"{name} v{version}: no '{PREDICTOR_ARTIFACT}' folder in its artifact ({local})")
-    signature = Model.load(str(local)).signature
+    signature = Model.load(str(local)).signature if provenance.passed else None
     inputs = None
     if signature is not None and signature.inputs is not None:
         inputs = {
@@ -145,7 +151,7 @@ def load_version(client: Any, settings: Settings, name: str, version: str, folde
         }
     metrics = client.get_run(registered.run_id).data.metrics if registered.run_id else {}
     digest = tree_sha256(predictor_dir)
-    intact = digest == registered.tags.get(ARTIFACT_DIGEST_TAG)
+    intact = digest == registered.tags.get(ARTIFACT_DIGEST_TAG) and provenance.passed
     return LoadedVersion(
         version=str(version),
         predictor=load_predictor(predictor_dir) if intact else None,  # never deserialise an altered artifact
@@ -153,6 +159,7 @@ def load_version(client: Any, settings: Settings, name: str, version: str, folde
         run_metrics=dict(metrics),
         signature_inputs=inputs,
         digest=digest,
+        provenance=provenance,
     )
 
 
@@ -215,7 +222,9 @@ def judge_candidate(
     clock["load"] = time.perf_counter() - began
     if reigning is not None and reigning.predictor is None:
         raise PromotionError(f"the champion {name} v{champion}'s artifact differs from the one registered: investigate")
-    integrity = digest_gate(candidate.tags.get(ARTIFACT_DIGEST_TAG), candidate.digest)
+    integrity = artifact_gate(
+        digest_gate(candidate.tags.get(ARTIFACT_DIGEST_TAG), candidate.digest), candidate.provenance
+    )
     if candidate.predictor is None:
         say(f"{name} v{version}: {integrity.detail}; not loaded, not judged further")
         return PromotionReport(spec.name, name, str(version), champion, metric, {}, 0, [integrity])
@@ -230,11 +239,13 @@ def judge_candidate(
 
     mark = time.perf_counter()
     task, slices = spec.target.task, list(spec.model.slices)
-    judged: dict[str, Evaluation] = {
-        "candidate": evaluate(task, frame, labels, candidate.predictor.predict(frame), slices)
-    }
+    ours_p = candidate.predictor.predict(frame)
+    judged: dict[str, Evaluation] = {"candidate": evaluate(task, frame, labels, ours_p, slices)}
+    noise: dict[str, float] = {}
     if reigning is not None:
-        judged["champion"] = evaluate(task, frame, labels, reigning.predictor.predict(frame), slices)
+        theirs_p = reigning.predictor.predict(frame)
+        judged["champion"] = evaluate(task, frame, labels, theirs_p, slices)
+        noise = slice_noise(metric, frame, labels, ours_p, theirs_p, slices, SLICE_MIN_ROWS)
     p50, p99 = one_row_p99_ms(candidate.predictor, frame)
     clock["score"] = time.perf_counter() - mark
 
@@ -247,7 +258,14 @@ def judge_candidate(
         metric_gate(
             metric, ours.overall.get(metric), theirs.overall.get(metric) if theirs else None, policy.min_improvement
         ),
-        slice_gate(metric, ours.slices, theirs.slices if theirs else None, policy.max_slice_regression),
+        slice_gate(
+            metric,
+            ours.slices,
+            theirs.slices if theirs else None,
+            policy.max_slice_regression,
+            noise,
+            policy.slice_alpha,
+        ),
         baseline_gate(metric, ours.overall.get(metric), baselines, policy.min_baseline_margin),
         latency_gate(p99, policy.latency_budget_ms),
     ]
@@ -257,7 +275,7 @@ def judge_candidate(
         "champion": theirs.overall if theirs else None,
         "baselines": baselines,
         "latency_ms": {"p50": round(p50, 3), "p99": round(p99, 3)},
-        "slices": {"candidate": ours.slices, "champion": theirs.slices if theirs else None},
+        "slices": {"candidate": ours.slices, "champion": theirs.slices if theirs else None, "gain_se": noise},
     }
     return PromotionReport(
         usecase=spec.name,
@@ -296,6 +314,14 @@ def record_verdict(spec: UseCase, settings: Settings, storage: Storage, report: 
     client = registry_client(settings.tracking_uri)
     for name, value in tags.items():
         client.set_model_version_tag(report.model, report.candidate, name, value)
+    audit.record(
+        "promotion",
+        spec.name,
+        f"{report.model} v{report.candidate} {tags['promotion.status']}: {tags['promotion.reasons']}",
+        versions={"model": report.model, "version": report.candidate, "champion": report.champion},
+        details={"gates": [g.as_dict() for g in report.gates], "report": storage.uri(key)},
+        settings=settings,
+    )
     return key
 
 

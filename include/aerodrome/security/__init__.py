@@ -1,1 +1,1 @@
-"""Integrity and protection of what the platform stores: artifact digests (signing, encryption follow)."""
+"""Integrity and accountability: artifact digests, model signatures (Ed25519), the hash-chained audit trail."""

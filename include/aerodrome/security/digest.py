@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -16,16 +17,18 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tree_sha256(folder: str | Path) -> str:
+def tree_sha256(folder: str | Path, exclude: Collection[str] = ()) -> str:
     """sha256 over every file under `folder`: relative path and content digest, in path order.
 
     A renamed, added, removed or changed file (one byte is enough) changes the digest; timestamps and
-    permissions do not.
+    permissions do not. `exclude` names relative paths left out (files a download adds).
     """
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder, nothing to digest")
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.relative_to(root).as_posix() in exclude:
+            continue
         digest.update(f"{path.relative_to(root).as_posix()}\0{file_sha256(path)}\n".encode())
     return digest.hexdigest()

@@ -49,6 +49,7 @@ class TrafficRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     challenger_percent: float = Field(ge=0, le=100)
+    actor: str | None = Field(default=None, max_length=300, description="Who asks: recorded in the audit trail")
 
 
 class Label(BaseModel):
@@ -228,7 +229,7 @@ def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
     @app.post("/admin/{usecase}/traffic")
     def traffic(usecase: str, body: TrafficRequest) -> dict[str, Any]:
         svc = service(usecase)
-        svc.set_traffic(body.challenger_percent)
+        svc.set_traffic(body.challenger_percent, body.actor)
         log.info("%s: challenger traffic %.1f %%", usecase, body.challenger_percent)
         return {"usecase": usecase, **svc.status()}
 

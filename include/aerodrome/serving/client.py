@@ -49,10 +49,12 @@ class GatewayClient:
     def window(self, usecase: str, seconds: float) -> dict[str, Any]:
         return self._call("GET", f"/v1/{usecase}/window", params={"seconds": seconds})
 
-    def set_traffic(self, usecase: str, challenger_percent: float) -> dict[str, Any]:
-        return self._call(
-            "POST", f"/admin/{usecase}/traffic", admin=True, json={"challenger_percent": challenger_percent}
-        )
+    def set_traffic(self, usecase: str, challenger_percent: float, actor: str | None = None) -> dict[str, Any]:
+        """Set the challenger's share; `actor` (default: this Airflow task's DAG run, else this process) is audited."""
+        from aerodrome.security.audit import default_actor
+
+        body = {"challenger_percent": challenger_percent, "actor": actor or default_actor()}
+        return self._call("POST", f"/admin/{usecase}/traffic", admin=True, json=body)
 
     def reload(self, usecase: str, force: bool = False) -> dict[str, Any]:
         return self._call("POST", f"/admin/{usecase}/reload", admin=True, params={"force": force})

@@ -4,8 +4,9 @@ Routing is deterministic by the request's routing key (sha256 into 10,000 bucket
 stays on one model while the weight holds. A challenger that raises falls back to the champion for
 that request (the client gets an answer; the error counts against the challenger). Reloading
 models and changing weights swap whole objects, so a request in flight finishes on what it started
-with. Models are loaded from MLflow by alias and refused when their artifact digest differs from
-the one recorded at training.
+with. Models are loaded from MLflow by alias and refused when their Ed25519 signature (or the
+predictor digest recorded at training) does not verify: the version serving keeps serving, and the
+refusal is alerted and audited. Every traffic change is audited.
 """
 
 from __future__ import annotations
@@ -123,12 +124,9 @@ class UseCaseService:
                 with tempfile.TemporaryDirectory(prefix="aerodrome-serve-") as tmp:
                     loaded = load_version(client, self.settings, self.spec.name, version, Path(tmp))
                 if loaded.predictor is None:
-                    log.error(
-                        "%s v%s (@%s): artifact digest differs from training; not served",
-                        self.spec.name,
-                        version,
-                        alias,
-                    )
+                    why = loaded.provenance.detail if loaded.provenance else "artifact digest differs from training"
+                    kept = f"v{current.version} keeps serving" if current is not None else "nothing served"
+                    log.error("%s v%s (@%s) refused: %s; %s", self.spec.name, version, alias, why, kept)
                     if current is not None:
                         fresh[alias] = current
                     continue
@@ -160,12 +158,25 @@ class UseCaseService:
         models = self.models
         return {alias: (models[alias].version if alias in models else None) for alias in (CHAMPION, CHALLENGER)}
 
-    def set_traffic(self, challenger_percent: float) -> None:
+    def set_traffic(self, challenger_percent: float, actor: str | None = None) -> None:
+        """Give the challenger `challenger_percent` % of the traffic; `actor` (who asks) goes to the audit trail."""
+        from aerodrome.security import audit
+
         if not 0 <= challenger_percent <= 100:
             raise ValueError(f"challenger_percent must lie in 0..100, not {challenger_percent}")
-        self.challenger_percent = float(challenger_percent)
+        before, self.challenger_percent = self.challenger_percent, float(challenger_percent)
         record = {"challenger_percent": self.challenger_percent, "at": datetime.now(UTC).isoformat(timespec="seconds")}
         self.storage.write_bytes(traffic_key(self.spec.name), json.dumps(record).encode())
+        versions = self.versions()
+        audit.record(
+            "traffic",
+            self.spec.name,
+            f"challenger traffic {before:g} % -> {self.challenger_percent:g} %",
+            actor=actor or f"gateway admin API ({audit.default_actor()})",
+            versions={"model": self.spec.name, **versions},
+            details={"from_percent": before, "to_percent": self.challenger_percent},
+            settings=self.settings,
+        )
 
     def route(self, routing_key: str) -> ServedModel:
         models = self.models

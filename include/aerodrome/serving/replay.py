@@ -79,14 +79,28 @@ def replay(
     stop: threading.Event | None = None,
     rounds: int = 1,
     pause_s: float = 0.0,
+    label_every: int = 0,
 ) -> ReplayStats:
-    """Send every row as one request (`<prefix>-<round>-<i>`), then post the known labels; `stop` ends early."""
+    """Send every row as one request (`<prefix>-<round>-<i>`), then post the known labels; `stop` ends early.
+
+    `label_every` > 0 posts the outcomes of each `label_every` sent requests as soon as they are sent
+    (outcomes arriving in small batches, as a canary's window needs them); 0 posts them at the end.
+    """
     stats = ReplayStats()
+
+    def post(sent: list[tuple[int, str]]) -> None:
+        known = [{"request_id": rid, "row": 0, "label": labels[i]} for i, rid in sent if labels[i] is not None]
+        for start in range(0, len(known), 5000):
+            stats.labelled += client.labels(usecase, known[start : start + 5000])["accepted"]
+
     for turn in range(rounds):
-        sent_ids = []
+        sent_ids: list[tuple[int, str]] = []
         for i, row in enumerate(rows):
             if stop is not None and stop.is_set():
                 return stats
+            if labels is not None and label_every and len(sent_ids) >= label_every:
+                post(sent_ids)
+                sent_ids = []
             request_id = f"{prefix}-{turn}-{i}"
             try:
                 answer = client.predict(usecase, [row], request_id=request_id, routing_key=request_id)
@@ -100,9 +114,7 @@ def replay(
             if pause_s:
                 time.sleep(pause_s)
         if labels is not None:
-            known = [{"request_id": rid, "row": 0, "label": labels[i]} for i, rid in sent_ids if labels[i] is not None]
-            for start in range(0, len(known), 5000):
-                stats.labelled += client.labels(usecase, known[start : start + 5000])["accepted"]
+            post(sent_ids)
     return stats
 
 

@@ -69,10 +69,23 @@ def hyper_parameters(text: str) -> dict:
         raise TrainingError(str(exc)) from None
 
 
+def version_of_this_run(model: str, tracking_uri: str) -> dict | None:
+    """The version an earlier try of the same Airflow run registered (a try killed after registering, e.g.
+    when a new scheduler resets a dead one's tasks), so one run never registers two versions."""
+    from aerodrome.train.lineage import airflow_origin
+    from aerodrome.train.tracking import version_trained_by
+
+    origin = airflow_origin()
+    if not (origin.get("dag_id") and origin.get("run_id")):
+        return None  # run by hand
+    found = version_trained_by(model, origin["dag_id"], origin["run_id"], tracking_uri)
+    return None if found is None else {**found, "model_name": model, "reused": True}
+
+
 def run(args: argparse.Namespace) -> dict:
     from aerodrome.features.builders import builder_for
     from aerodrome.settings import Settings
-    from aerodrome.storage import open_storage
+    from aerodrome.storage import mlflow_artifact_environ, open_storage
     from aerodrome.train.run import train_model
     from aerodrome.usecase import load_usecase
 
@@ -88,10 +101,17 @@ def run(args: argparse.Namespace) -> dict:
         f"use case {spec.name}: {args.flavor or spec.model.flavor}, window {args.start} .. {args.end} "
         f"({clock.tz.key}), seed {args.seed}; MLflow at {redacted_uri(settings.tracking_uri)}"
     )
+    earlier = version_of_this_run(spec.name, settings.tracking_uri)
+    if earlier is not None:
+        progress(f"{spec.name} v{earlier['version']} was registered by an earlier try of this run: not trained again")
+        return earlier
+    storage = open_storage(settings.data_root, settings)
+    storage.check_residency()  # MLflow writes (its store, artifacts below the data root) before any storage write
+    os.environ.update(mlflow_artifact_environ(settings))  # SSE-KMS on MLflow's S3 uploads
     result = train_model(
         spec,
         settings,
-        open_storage(settings.data_root, settings),
+        storage,
         moment(args.start, clock),
         moment(args.end, clock),
         holdout_start=moment(args.holdout_start, clock) if given(args.holdout_start) else None,

@@ -1,7 +1,8 @@
 """Model quality on one split part, overall and per slice (e.g. per origin airport, per carrier).
 
 Classification: ROC-AUC, PR-AUC (average precision) and log-loss, with the positive rate so PR-AUC can
-be read against chance. Regression: MAE and RMSE. A slice value with fewer than `min_rows` events, or
+be read against chance. Regression: MAE and RMSE, beside them relative to the mean |target| (`nmae`,
+`nrmse`) and MAPE, so slices of different scale compare. A slice value with fewer than `min_rows` events, or
 (for the ranking metrics) only one class, reports its row count only.
 """
 
@@ -13,10 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from aerodrome.usecase import TASK_METRICS
+from aerodrome.usecase import HIGHER_IS_BETTER, TASK_METRICS
 
 METRICS = TASK_METRICS  # per task, the first is the default promotion metric
 SLICE_MIN_ROWS = 100
+RELATIVE = {"mae": "nmae", "rmse": "nrmse"}  # an error metric's scale-free counterpart
 _UNSAFE = re.compile(r"[^\w\-. /:]")  # characters MLflow refuses in a metric name
 
 
@@ -40,6 +42,13 @@ def score(task: str, labels: np.ndarray, predictions: np.ndarray) -> dict[str, f
         out["mae"] = float(np.abs(error).mean())
         out["rmse"] = float(np.sqrt((error**2).mean()))
         out["target_mean"] = float(y.mean())
+        scale = float(np.abs(y).mean())
+        if scale:  # relative errors: comparable between a large region and a small one
+            out["nmae"] = out["mae"] / scale
+            out["nrmse"] = out["rmse"] / scale
+        nonzero = y != 0
+        if nonzero.any():
+            out["mape"] = float(np.abs(error[nonzero] / y[nonzero]).mean())
     return out
 
 
@@ -59,12 +68,19 @@ class Evaluation:
                     out[f"{prefix}slice.{column}.{_UNSAFE.sub('_', value)}.{name}"] = number
         return out
 
-    def worst_slice(self, metric: str) -> tuple[str, float] | None:
-        """The slice `column=value` with the lowest `metric` (for AUCs: the weakest group), if any."""
+    def worst_slice(self, metric: str) -> tuple[str, float, str] | None:
+        """The weakest slice `(column=value, figure, metric judged)`, if any: the lowest AUC, or for an error
+        metric the highest *relative* error (`nmae`/`nrmse`), so a large region's larger absolute error
+        does not make it the weakest by scale alone."""
+        judged = metric if metric in HIGHER_IS_BETTER else RELATIVE.get(metric, metric)
         scored = [
-            (f"{c}={v}", m[metric]) for c, values in self.slices.items() for v, m in values.items() if metric in m
+            (f"{c}={v}", m[judged]) for c, values in self.slices.items() for v, m in values.items() if judged in m
         ]
-        return min(scored, key=lambda item: item[1]) if scored else None
+        if not scored:
+            return None
+        pick = min if metric in HIGHER_IS_BETTER else max
+        name, figure = pick(scored, key=lambda item: item[1])
+        return name, figure, judged
 
 
 def evaluate(

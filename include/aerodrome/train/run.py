@@ -111,8 +111,8 @@ def _check_parts(task: str, split: TimeSplit, labels: dict[str, np.ndarray]) -> 
 def _description(spec: UseCase, split: TimeSplit, holdout: Evaluation, report: FitReport) -> str:
     task_metrics = METRICS[spec.target.task]
     figures = ", ".join(f"{m} {holdout.overall[m]:.4f}" for m in task_metrics if m in holdout.overall)
-    worst = holdout.worst_slice(task_metrics[0]) if spec.target.task == "classification" else None
-    weakest = f"; weakest slice {worst[0]} ({worst[1]:.4f})" if worst else ""
+    worst = holdout.worst_slice(task_metrics[0])
+    weakest = f"; weakest slice {worst[0]} ({worst[2]} {worst[1]:.4f})" if worst else ""
     return (
         f"{report.flavor} on {report.device}. Holdout {split.holdout_start:%Y-%m-%d} .. {split.end:%Y-%m-%d}: "
         f"{figures} over {int(holdout.overall['rows']):,} events{weakest}."

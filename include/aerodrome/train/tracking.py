@@ -3,7 +3,9 @@
 The tracking URI always comes from the settings (never MLflow's cwd default); with a database backend
 new experiments keep their artifacts under `<data root>/mlflow/artifacts`. Everything a run records
 goes in as few calls as possible: one batch for params, metrics, curves and tags, one file per
-document, the model with explicit pip requirements (MLflow's own inference costs seconds).
+document, the model with explicit pip requirements (MLflow's own inference costs seconds). The
+logged model folder is hashed and signed (Ed25519, `aerodrome.security.signing`) before the version
+is registered with the signature as tags; the signing is audited.
 """
 
 from __future__ import annotations
@@ -178,9 +180,11 @@ def log_candidate(
             ]
             client.log_batch(run_id, metrics=metrics)
         logged = time.perf_counter()
+        record.version_tags.update(sign_logged_model(info.model_uri, name, run_id, settings))
         registered = mlflow.register_model(info.model_uri, name, tags=record.version_tags)
         previous = alias_version(client, name, CANDIDATE_ALIAS)
         client.set_registered_model_alias(name, CANDIDATE_ALIAS, registered.version)
+    audit_signature(settings, name, str(registered.version), run_id, record.version_tags)
     done = time.perf_counter()
     return LoggedCandidate(
         run_id=run_id,
@@ -191,6 +195,31 @@ def log_candidate(
         model_uri=f"models:/{name}/{registered.version}",
         previous=previous,
         seconds={"import": imported - started, "log": logged - imported, "register": done - logged},
+    )
+
+
+def sign_logged_model(model_uri: str, name: str, run_id: str, settings: Settings) -> dict[str, str]:
+    """The signature tags of a logged model: its folder as stored (downloaded back), hashed and signed."""
+    import mlflow
+
+    from aerodrome.security.signing import sign_model
+
+    with tempfile.TemporaryDirectory(prefix="aerodrome-sign-") as tmp:
+        folder = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+        return sign_model(folder, name, run_id, settings)
+
+
+def audit_signature(settings: Settings, name: str, version: str, run_id: str, tags: dict[str, str]) -> None:
+    from aerodrome.security import audit
+    from aerodrome.security.signing import HASH_TAG, KEY_TAG
+
+    audit.record(
+        "artifact_signed",
+        name,
+        f"{name} v{version} registered and signed by key {tags[KEY_TAG]} (sha256 {tags[HASH_TAG][:12]})",
+        versions={"model": name, "version": version, "run_id": run_id},
+        details={"sha256": tags[HASH_TAG], "key_id": tags[KEY_TAG]},
+        settings=settings,
     )
 
 

@@ -257,7 +257,9 @@ def validate_partition(spec: UseCase, storage: Storage, ds: str, *, now: datetim
     if judgement.passed:
         return _passed(spec, storage, ds, part, judgement, now)
     storage.move_prefix(raw, qkey)
-    return _failed(spec, storage, ds, part, judgement, qkey, now, "partition quarantined to")
+    outcome = _failed(spec, storage, ds, part, judgement, qkey, now, "partition quarantined to")
+    _audit("quarantine", spec, storage, ds, outcome)
+    return outcome
 
 
 def _recheck_quarantined(spec: UseCase, storage: Storage, ds: str, qkey: str, now: datetime) -> ValidationOutcome:
@@ -298,4 +300,19 @@ def release_partition(spec: UseCase, storage: Storage, ds: str, *, now: datetime
     storage.move_prefix(qkey, raw)
     outcome = _passed(spec, storage, ds, part, judgement, now, note=" after release from quarantine")
     storage.write_bytes(f"{history}/released.txt", (outcome.summary + "\n").encode())
+    _audit("quarantine_release", spec, storage, ds, outcome)
     return outcome
+
+
+def _audit(kind: str, spec: UseCase, storage: Storage, ds: str, outcome: ValidationOutcome) -> None:
+    """A quarantine or a release in the audit trail: who (the DAG run), which partition, why."""
+    from aerodrome.security import audit
+
+    where = outcome.quarantine_key or outcome.validated_key
+    audit.record(
+        kind,
+        spec.name,
+        outcome.summary.splitlines()[0],
+        versions={"partition": ds},
+        details={"location": storage.uri(where) if where else None, "rows": outcome.rows},
+    )

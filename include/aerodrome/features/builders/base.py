@@ -221,8 +221,8 @@ class FeatureBuilder(ABC):
         """Instant up to which the rows of `day` are complete: materialize up to here."""
         return self.clock.end_of(day).to_pydatetime()
 
-    def build(self, history: pd.DataFrame, days: Sequence[date]) -> dict[str, pd.DataFrame]:
-        """Feature rows of every declared view for the partitions `days`."""
+    def build(self, history: pd.DataFrame, days: Sequence[date], storage: Any = None) -> dict[str, pd.DataFrame]:
+        """Feature rows of every declared view for the partitions `days` (`storage`: for second sources)."""
         prepared = self.prepare(history)
         stamps = [pd.Timestamp(d) for d in days]
         return {view.name: self.computation(view)(prepared, view, stamps) for view in self.features.views}

@@ -35,7 +35,7 @@ from aerodrome.features.builders.base import (
     utc_instant,
     whole,
 )
-from aerodrome.usecase import FeatureView
+from aerodrome.usecase import FeatureView, UseCase
 
 OUTCOME = WindowedName(["delay_rate", "mean_arr_delay", "cancel_rate", "flights"], "d")
 DEPARTURES = WindowedName(["dep_delay_rate", "mean_dep_delay", "departures"], "h")
@@ -261,3 +261,36 @@ def raise_unknown(view: FeatureView, names: list[str], known: Iterable[str]) -> 
 
 def _concat(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+# the flights spec's views (declarative since kinds exist) and the computation of this builder for each
+LEGACY_COMPUTE = {"origin_weather": "weather", "origin_departures": "departures", "tail_last_flight": "previous_flight"}
+
+
+def builder_spec(spec: UseCase) -> UseCase:
+    """The flights spec with the same views computed by this hand-written builder (a reference for checks
+    and benchmarks of the declarative engine; its feature names follow the builder's naming rules)."""
+    from aerodrome.features.spec import FeatureSpec
+
+    f = spec.features
+    assert f is not None
+    views = [
+        FeatureView(
+            name=v.name,
+            entities=v.entities,
+            features=v.features,
+            ttl_hours=v.ttl_hours,
+            compute=LEGACY_COMPUTE.get(v.name, "trailing_outcomes"),
+            description=v.description,
+        )
+        for v in f.views
+    ]
+    features = FeatureSpec(
+        builder="flights",
+        timezone=f.timezone,
+        entities=f.entities,
+        request_features=f.request_features,
+        service=f.service,
+        views=views,
+    )
+    return spec.model_copy(update={"features": features})
