@@ -6,9 +6,11 @@ databases (Airflow metadata, MLflow backend store, Feast SQL registry), an S3-co
 MLflow tracking server process whose artifacts go to that endpoint; Redis is the Feast online store.
 The embedded Airflow runs on that PostgreSQL database with its real scheduler and LocalExecutor, and
 is driven only through REST API v2 with `apache-airflow-client`. The flight days arrive as CSV drops in
-an S3 bucket. The tests run in order on one stack: a week of days ingested (one REST-triggered run
-per day) with the scheduler killed midway -> a training run with the scheduler killed while it trains
--> promotion -> the gateway under load from a second process during a canary step and a model reload.
+an S3 bucket, and the data root is that bucket too (`s3://<bucket>/data`): raw, validated, features (the
+offline store Feast's training sets read), reports; no zone is on local disk. The tests run in order on
+one stack: a week of days ingested (one REST-triggered run per day) with the scheduler killed midway -> a
+training run with the scheduler killed while it trains -> promotion -> the gateway under load from a
+second process during a canary step and a model reload.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import pandas as pd
 import pytest
 from aerodrome.ingest.partition import partition_key, read_manifest
 from aerodrome.landing.flights import load_flights
-from aerodrome.storage import LocalStorage
+from aerodrome.settings import Settings
+from aerodrome.storage import S3Storage
 from aerodrome.usecase import load_usecase
 from aerodrome_airflow.services import ServiceError, ServicesProfile
 from aerodrome_airflow.stack import EmbeddedStack, free_port
@@ -59,33 +62,40 @@ class Env:
         shutil.copytree(ROOT / "include" / "usecases", self.usecases)  # every use case's DAG file imports
         (self.usecases / UC / "usecase.yaml").write_text(text)
         self.spec = load_usecase(self.usecases / UC)
-        self.storage = LocalStorage(root / "data")
+        self.settings = Settings(
+            data_root=services.data_root, usecases_dir=self.usecases, s3_endpoint_url=services.s3_url
+        )
+        self.storage = S3Storage(services.data_root, self.settings, services.s3_client())
         # second sources (e.g. the hourly weather) are ingested and validated by DAGs of their own
         self.second_sources = dict(getattr(self.spec, "sources", None) or {})
         self.source_dags = [f"{kind}_{UC}__{name}" for name in self.second_sources for kind in ("ingest", "validate")]
         self.per_day_dags = [*PIPELINE[:3], *self.source_dags]
         self.env = {
             **services.environ(),
-            "AERODROME_DATA_ROOT": str(root / "data"),
             "AERODROME_USECASES_DIR": str(self.usecases),
+            "XDG_CACHE_HOME": str(root / "cache"),  # checked specs of a remote data root: per host, kept here
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         }
         self.stack = EmbeddedStack(root / "airflow", self.env, gateway_port=free_port())
 
     def drop_landing_files(self) -> None:
         from aerodrome.landing import feed_for
-        from aerodrome.settings import Settings
-        from aerodrome.storage import S3Storage
 
-        settings = Settings(
-            data_root=str(self.root / "data"),
-            usecases_dir=self.usecases,
-            s3_endpoint_url=self.services.s3_url,
-        )
         days = [date.fromisoformat(d) for d in DAYS]
         for source in [self.spec.source, *(s.source for s in self.second_sources.values())]:
             assert source.path == self.landing, source.path  # every drop goes to the S3 bucket
-            feed_for(source.replay)(S3Storage(source.path, settings, self.services.s3_client()), source, days)
+            feed_for(source.replay)(S3Storage(source.path, self.settings, self.services.s3_client()), source, days)
+
+    def data_objects(self) -> dict[str, list[str]]:
+        """The data root's objects by zone (`raw`, `validated`, ...), each checked to be encrypted with SSE-KMS."""
+        client, zones = self.services.s3_client(), {}
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.services.bucket, Prefix="data/"):
+            for o in page.get("Contents", []):
+                head = client.head_object(Bucket=self.services.bucket, Key=o["Key"])
+                assert head.get("ServerSideEncryption") == "aws:kms", (o["Key"], head.get("ServerSideEncryption"))
+                key = o["Key"].removeprefix("data/")
+                zones.setdefault(key.split("/", 1)[0], []).append(key)
+        return zones
 
     def mlflow(self):
         from aerodrome.registry.aliases import registry_client
@@ -165,12 +175,16 @@ def test_a_week_on_postgresql_survives_a_scheduler_kill_and_every_day_flows_once
         assert manifest.rows == counts[ds], ds
         assert read_manifest(env.storage, partition_key("raw", UC, ds)).source.startswith(f"{env.landing}/")
     assert env.keys(f"train_{UC}") == Counter()  # W01 lacks 2012-12-31, W02 has one day: nothing trains by itself
+    # every zone of the data root is in the bucket, each object written with SSE-KMS; nothing on local disk
+    by_zone = env.data_objects()
+    assert {"raw", "validated", "features", "state"} <= set(by_zone), sorted(by_zone)
+    assert len(by_zone["features"]) >= 2 * len(DAYS) * len(env.spec.features.views)  # data + manifest per view-day
+    assert not (env.root / "data").exists() and (env.services.workdir / "feature_repo").is_dir()
 
     # the online store is this run's namespace in Redis, and serves the newest day's features
     import dataclasses
 
     from aerodrome.features import online_features
-    from aerodrome.settings import Settings
 
     assert env.services.redis_keys()
     with pytest.MonkeyPatch.context() as mp:
@@ -222,6 +236,8 @@ def test_a_training_run_survives_a_scheduler_kill_and_registers_its_model_once(e
         assert head.get("ServerSideEncryption") == "aws:kms", (o["Key"], head.get("ServerSideEncryption"))
     for dag_id in env.per_day_dags:  # the days flowed once, before and after the crash
         assert env.keys(dag_id) == Counter(DAYS), (dag_id, env.keys(dag_id))
+    # the training set was Feast's join over the offline store in the bucket; the verdict is kept there too
+    assert f"registry/{UC}/promotions/v1.json" in env.data_objects()["registry"]
 
 
 def test_the_gateway_answers_every_request_under_load_through_a_canary_step_and_a_reload(env):
@@ -229,7 +245,6 @@ def test_the_gateway_answers_every_request_under_load_through_a_canary_step_and_
     traffic and the gateway reloads both models from the MLflow server (artifacts from S3)."""
     from aerodrome.serving.client import GatewayClient
     from aerodrome.serving.replay import day_traffic
-    from aerodrome.serving.tokens import gateway_tokens
     from aerodrome_airflow.loadgen import load_during
 
     stack, client = env.stack, env.mlflow()
@@ -237,7 +252,7 @@ def test_the_gateway_answers_every_request_under_load_through_a_canary_step_and_
     stack.wait_for(lambda: env.keys(f"promote_{UC}", "success")["v2"] == 1, 600, "the promotion of v2", every_s=3)
     assert str(client.get_model_version_by_alias(UC, "challenger").version) == "2"  # the canary DAG stays paused
 
-    token, admin = gateway_tokens(str(env.root / "data"))
+    token, admin = env.env["AERODROME_GATEWAY_TOKEN"], env.env["AERODROME_GATEWAY_ADMIN_TOKEN"]
     url = f"http://127.0.0.1:{stack.gateway_port}"
     gateway = GatewayClient(url, token, admin, timeout_s=120)
     gateway.reload(UC)

@@ -82,16 +82,38 @@ class Expectation(_Strict):
     `freshness` bounds the newest value of a timestamp `column`: it must lie between `min` and
     `max` hours after the start of the interval being validated (defaults 0 and 24). `type`
     pins a column's dtype to the single name in `values`. `mostly` is the share of non-null rows
-    that must pass.
+    that must pass. `custom` runs `function` (`module:function`, `fn(frame, **params)`, see
+    `aerodrome.validate.custom`) with `params`; `column` is the column its failing rows are shown by.
     """
 
-    type: Literal["not_null", "between", "in_set", "unique", "row_count", "type", "freshness"]
+    type: Literal["not_null", "between", "in_set", "unique", "row_count", "type", "freshness", "custom"]
     column: str | None = None
     columns: list[str] | None = None
     min: float | None = None
     max: float | None = None
     values: list[Any] | None = None
     mostly: float = 1.0
+    function: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="custom only: module:function, from the use-case folder or an installed package",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="custom only: the function's keyword arguments")
+
+    @model_validator(mode="after")
+    def _custom_fields(self) -> Expectation:
+        if self.type == "custom" and not self.function:
+            raise SpecProblem("function", "a custom expectation needs a function", "add function: 'module:function'")
+        if self.type != "custom" and (self.function or self.params):
+            raise SpecProblem(
+                "function" if self.function else "params",
+                f"only a custom expectation takes it (type is {self.type!r})",
+                "set type: custom, or remove it",
+            )
+        unused = [f for f in ("columns", "min", "max", "values") if getattr(self, f) is not None]
+        if self.type == "custom" and unused:
+            raise SpecProblem(unused[0], "a custom expectation does not read it", "pass it under params instead")
+        return self
 
 
 class SecondSource(_Strict):
@@ -559,7 +581,20 @@ def load_usecase(path: str | Path) -> UseCase:
     spec = _with_resolved_pod_template(spec, spec_file).located(spec_file.parent)
     _check_feature_section(spec, spec_file)
     _check_extension_code(spec, spec_file)
+    _check_expectation_code(spec, spec_file)
     return spec
+
+
+def _check_expectation_code(spec: UseCase, spec_file: Path) -> None:
+    """Each custom expectation's `module:function` exists and takes a frame and its params (`validate.custom`)."""
+    rules = [*spec.expectations, *(r for s in spec.sources.values() for r in s.expectations)]
+    if not any(r.type == "custom" for r in rules):
+        return
+    from aerodrome.validate.custom import check_custom_expectations
+
+    problems = check_custom_expectations(spec, spec_file.parent)
+    if problems:
+        raise SpecError("\n".join(spec_error(spec_file, *problem).args[0] for problem in problems))
 
 
 def _check_feature_section(spec: UseCase, spec_file: Path) -> None:

@@ -413,10 +413,10 @@ def build_promote_dag(spec: UseCase) -> DAG:
         ]
         if policy.require_approval:
             # only here: the HITL operator imports ~25 provider modules, ~15 ms of every parse process
-            from airflow.providers.standard.operators.hitl import ApprovalOperator
+            from aerodrome_airflow.approval import AuditedApprovalOperator
 
             verdict = "ti.xcom_pull(task_ids='judge_candidate')"
-            approve = ApprovalOperator(
+            approve = AuditedApprovalOperator(
                 task_id="approve",
                 subject=(
                     f"Promote {spec.name} v{{{{ {verdict}['candidate'] }}}} to @{{{{ {verdict}['target_alias'] }}}}?"

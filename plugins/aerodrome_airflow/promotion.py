@@ -33,17 +33,33 @@ def requested_version(context: Any, spec, settings, fallback_alias: str = "candi
     return found
 
 
-def record_approval(verdict: dict[str, Any], alias: str, actor: str, answer: dict[str, Any]) -> None:
-    """A person's approval (Airflow HITL) in the audit trail, before the alias moves."""
+def approver(answer: dict[str, Any]) -> str:
+    """Who answered an approval request (Airflow HITL's `responded_by_user`)."""
+    who = answer.get("responded_by_user") or {}
+    return str(who.get("name") or who.get("id") or "an unnamed user")
+
+
+def record_decision(verdict: dict[str, Any], decision: str, actor: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """A person's answer to a promotion's approval request (Airflow HITL) in the audit trail.
+
+    `decision`: approved, rejected, or timed_out (no answer in time); `verdict`: the judge's (use case, model,
+    candidate, target alias); `answer`: the HITL response (chosen options, who, when).
+    """
     from aerodrome.security import audit
 
-    audit.record(
+    alias = verdict.get("target_alias")
+    return audit.record(
         "approval",
         verdict.get("usecase"),
-        f"{verdict.get('model')} v{verdict.get('candidate')} -> @{alias} approved",
+        f"{verdict.get('model')} v{verdict.get('candidate')} -> @{alias} {decision.replace('_', ' ')}",
         actor=actor,
         versions={"model": verdict.get("model"), "version": verdict.get("candidate"), "alias": alias},
-        details={"chosen": answer.get("chosen_options"), "responded_at": str(answer.get("responded_at") or "")},
+        details={
+            "decision": decision,
+            "chosen": answer.get("chosen_options"),
+            "responded_by": answer.get("responded_by_user"),
+            "responded_at": str(answer.get("responded_at") or ""),
+        },
     )
 
 
@@ -102,11 +118,8 @@ class MoveAliasOperator(UseCaseOperator):
         if verdict.get("target_alias") != self.alias:
             raise AirflowSkipException(f"the verdict moves @{verdict.get('target_alias')}, not @{self.alias}")
         actor = run_actor(context)
-        if "approve" in context["task"].upstream_task_ids:
-            answer = context["ti"].xcom_pull(task_ids="approve") or {}
-            who = answer.get("responded_by_user") or {}
-            actor += f", approved by {who.get('name') or who.get('id') or 'an unnamed user'}"
-            record_approval(verdict, self.alias, actor, answer)
+        if "approve" in context["task"].upstream_task_ids:  # the approval itself is audited by the approve task
+            actor += f", approved by {approver(context['ti'].xcom_pull(task_ids='approve') or {})}"
         try:
             move = promote(settings, storage, verdict, actor)
         except AerodromeError as exc:

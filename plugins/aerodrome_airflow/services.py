@@ -11,6 +11,10 @@ they are installed but stopped). `ServicesProfile` adds, per run and removed aft
 - an MLflow tracking server process on PostgreSQL whose artifacts are proxied to that bucket (uploaded
   with SSE-KMS);
 - a Feast namespace `svc_<id>` in Redis (its keys deleted afterwards);
+- the data root `s3://<bucket>/data`: every zone (raw, validated, quarantine, features, reports) lives in
+  the bucket; what is per host stays under the work folder (generated Feast definitions, the signing key
+  made for the run, the audit file), and the gateway's tokens come from the environment, as a secret store
+  would give them;
 
 and `environ()`: the variables an `EmbeddedStack` (the real scheduler, LocalExecutor) needs to use them.
 `python -m aerodrome_airflow.services` starts them in the foreground and prints that environment.
@@ -175,6 +179,9 @@ class ServicesProfile:
         self.s3_url = f"https://{API_HOST}:{free_port()}"  # TLS, as the platform requires of S3
         self.ca_bundle = self.workdir / "tls" / "s3-endpoint.crt"
         self.mlflow_url = f"http://{API_HOST}:{free_port()}"
+        self.data_root = f"s3://{self.bucket}/data"
+        self.signing_key = self.workdir / "signing" / "ed25519.pem"
+        self.gateway_tokens = (secrets.token_urlsafe(24), secrets.token_urlsafe(24))  # (serving, admin)
         self.children: list[ChildService] = []
         self.databases: list[str] = []
 
@@ -194,7 +201,11 @@ class ServicesProfile:
         }
 
     def start(self) -> ServicesProfile:
+        from aerodrome.security.signing import generate_key
+
         ensure_system_services()
+        if not self.signing_key.exists():  # the secret a deployment would mount
+            generate_key(self.signing_key)
         self.airflow_db = self._database()
         mlflow_db, self.feast_db = self._database("_mlflow"), self._database("_feast")
         python = sys.executable
@@ -250,6 +261,12 @@ class ServicesProfile:
         """What the Airflow components, their tasks and the gateway need to use these services."""
         return {
             **self.s3_environ(),
+            "AERODROME_DATA_ROOT": self.data_root,
+            "AERODROME_FEATURE_REPO": str(self.workdir / "feature_repo"),  # generated definitions only
+            "AERODROME_SIGNING_KEY": str(self.signing_key),
+            "AERODROME_AUDIT_LOG": str(self.workdir / "audit" / "audit.jsonl"),
+            "AERODROME_GATEWAY_TOKEN": self.gateway_tokens[0],
+            "AERODROME_GATEWAY_ADMIN_TOKEN": self.gateway_tokens[1],
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.airflow_db.replace("postgresql://", "postgresql+psycopg2://"),
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             # every database and cache here is this machine: tagged with the allowed region all the same

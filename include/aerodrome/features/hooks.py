@@ -29,17 +29,18 @@ import importlib.util
 import inspect
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 from aerodrome.errors import SpecError
 
 HOOK = re.compile(r"^(?P<module>[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*):(?P<function>[A-Za-z_]\w*)$")
-ARITY = {"compute": 3, "derive": 2}
+ARITY = {"compute": 3, "derive": 2, "expectation": 1}
 SIGNATURES = {
     "compute": "fn(frame, view, context) -> DataFrame",
     "derive": "fn(frame, context) -> DataFrame",
+    "expectation": "fn(frame, **params) -> Series[bool] | bool",  # aerodrome.validate.custom
 }
 
 
@@ -66,8 +67,11 @@ def _module_file(module: str, usecase_dir: Path | None) -> Path | None:
     return Path(origin)
 
 
-def check_hook(target: str, role: str, usecase_dir: Path | None) -> tuple[str, str] | None:
-    """(problem, fix) when `target` cannot serve as a `role` function ('compute' or 'derive'), else None.
+def check_hook(
+    target: str, role: str, usecase_dir: Path | None, keywords: Collection[str] = ()
+) -> tuple[str, str] | None:
+    """(problem, fix) when `target` cannot serve as a `role` function ('compute', 'derive', 'expectation'), else
+    None; `keywords`: arguments it will also be called with by name.
 
     Nothing is imported: the module's source is parsed.
     """
@@ -99,12 +103,23 @@ def check_hook(target: str, role: str, usecase_dir: Path | None) -> tuple[str, s
         return f"{path} defines no function {function!r}", f"define {function}: {signature}"
     args = node.args
     positional = len(args.posonlyargs) + len(args.args)
+    by_name = args.args[max(arity - len(args.posonlyargs), 0) :]  # after the positional ones: may come by name
     required = positional - len(args.defaults)
+    required -= sum(1 for a in by_name[: max(required - arity, 0)] if a.arg in keywords)  # given by name
     if not (required <= arity <= positional or (args.vararg and required <= arity)):
         return (
             f"{module}:{function} takes {required} positional argument(s), not {arity}",
             f"give it the signature {signature}",
         )
+    named = {a.arg for a in [*by_name, *args.kwonlyargs]}
+    if unknown := [k for k in keywords if k not in named] if args.kwarg is None else []:
+        return (
+            f"{module}:{function} takes no argument {unknown[0]!r}",
+            f"add '{unknown[0]}' (or '**params') to its parameters, or remove it from the spec's params",
+        )
+    kw_only = zip(args.kwonlyargs, args.kw_defaults, strict=True)
+    if missing := [a.arg for a, default in kw_only if default is None and a.arg not in keywords]:
+        return f"{module}:{function} requires the argument {missing[0]!r}", f"give it under params: {missing[0]}: ..."
     return None
 
 

@@ -1,7 +1,8 @@
 """The Feast repository of a use case, generated from its spec: entities, views, one feature service.
 
 Built in code (`RepoConfig`), not from a `feature_store.yaml`: the offline store is DuckDB over the
-Parquet partitions written by `compute_features`; the online store is SQLite or Redis as the settings
+Parquet partitions written by `compute_features` (on an S3 data root fetched through `aerodrome.storage`:
+`storage_offline_store`); the online store is SQLite or Redis as the settings
 say. The registry is a file under `Settings.feature_repo_dir`, one per use case and online store, so
 a materialization watermark always belongs to the store it describes; or, when
 `AERODROME_FEATURE_REGISTRY` names a PostgreSQL database, Feast's SQL registry there, which the
@@ -163,8 +164,19 @@ def registry_config(spec: UseCase, settings: Settings) -> RegistryConfig:
     return RegistryConfig(path=str(_registry_file(spec, settings)), cache_ttl_seconds=REGISTRY_CACHE_SECONDS)
 
 
-def repo_config(spec: UseCase, settings: Settings) -> RepoConfig:
+def offline_store_config(settings: Settings) -> Any:
+    """DuckDB over the Parquet partitions: read by DuckDB itself from a local data root, or fetched through
+    `aerodrome.storage` (endpoint, TLS, region) for an S3 one (DuckDB's own S3 reader is a run-time download)."""
+    if settings.remote_data_root:
+        from aerodrome.features.storage_offline_store import StorageOfflineStoreConfig
+
+        return StorageOfflineStoreConfig.of(settings)
     from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
+
+    return DuckDBOfflineStoreConfig()
+
+
+def repo_config(spec: UseCase, settings: Settings) -> RepoConfig:
     from feast.repo_config import RepoConfig
 
     folder = repo_dir(spec, settings)
@@ -183,7 +195,7 @@ def repo_config(spec: UseCase, settings: Settings) -> RepoConfig:
         provider="local",
         registry=registry_config(spec, settings),
         online_store=online,
-        offline_store=DuckDBOfflineStoreConfig(),
+        offline_store=offline_store_config(settings),
         repo_path=folder,
         entity_key_serialization_version=3,
     )

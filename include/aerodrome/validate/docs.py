@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from great_expectations.data_context.types.base import DataContextConfig, InMemo
 from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
 from aerodrome.storage import LocalStorage, Storage
+from aerodrome.validate.custom import CustomOutcome, merge_results
 
 DOCS_ZONE = "data_docs"
 SITE = "aerodrome"
@@ -164,5 +165,6 @@ def build_suite_docs(suite: gx.ExpectationSuite, folder: Path) -> Path:
     return folder / "index.html"
 
 
-def result_document(result: ExpectationSuiteValidationResult) -> bytes:
-    return json.dumps(result.to_json_dict(), indent=2, default=str).encode()
+def result_document(result: ExpectationSuiteValidationResult, custom: Sequence[CustomOutcome] = ()) -> bytes:
+    """GX's result as JSON, the custom rules' results merged in (`aerodrome.validate.custom.merge_results`)."""
+    return json.dumps(merge_results(result.to_json_dict(), custom), indent=2, default=str).encode()

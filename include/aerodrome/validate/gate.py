@@ -8,7 +8,8 @@ moves to `quarantine/<usecase>/_superseded/`. Nothing is deleted.
 
 The verdict is decided by a vectorised evaluator of the suite; GX itself runs (row-level
 COMPLETE result, Data Docs) only when that evaluator does not prove a pass, and GX's verdict
-is the one that counts.
+is the one that counts. The spec's `custom` rules (`aerodrome.validate.custom`) run beside it on
+the same frame; their results join the verdict, the reason and the result document.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from aerodrome.errors import AerodromeError, SourceError
 from aerodrome.ingest.partition import DATA_FILE, MANIFEST_FILE, partition_key
 from aerodrome.storage import Storage
 from aerodrome.usecase import UseCase
+from aerodrome.validate.custom import CustomCheck, CustomOutcome, custom_checks
 from aerodrome.validate.docs import (
     build_suite_docs,
     docs_index_key,
@@ -35,12 +37,13 @@ from aerodrome.validate.docs import (
     site_folder,
 )
 from aerodrome.validate.fast import FastSuite, FastVerdict
-from aerodrome.validate.report import UNREADABLE, Failure, failures_from_result, summarize
+from aerodrome.validate.report import UNREADABLE, Failure, failure_from_custom, failures_from_result, summarize
 from aerodrome.validate.suite import build_suite, suite_parameters
 
 RAW_ZONE, VALIDATED_ZONE, QUARANTINE_ZONE = "raw", "validated", "quarantine"
 RESULT_FILE, REASON_FILE, RECORD_FILE = "validation_result.json", "reason.txt", "_validation.json"
 _FAST: dict[int, FastSuite] = {}
+_CUSTOM: dict[tuple[str, str], list[CustomCheck]] = {}
 
 
 @dataclass(frozen=True)
@@ -112,15 +115,33 @@ def _fast_suite(spec: UseCase) -> FastSuite:
     return fast
 
 
+def _custom_checks(spec: UseCase) -> list[CustomCheck]:
+    """The spec's custom rules with their functions imported, once per spec content and folder."""
+    key = (spec.model_dump_json(), str(spec.folder))
+    if (checks := _CUSTOM.get(key)) is None:
+        checks = _CUSTOM[key] = custom_checks(spec)
+    return checks
+
+
+def _rule_count(spec: UseCase) -> int:
+    return len(_fast_suite(spec)) + len(_custom_checks(spec))
+
+
 def _stamp(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def _record(spec: UseCase, ds: str, rows: int, verdict: FastVerdict, now: datetime) -> bytes:
+def _record(
+    spec: UseCase, ds: str, rows: int, verdict: FastVerdict, custom: list[CustomOutcome], now: datetime
+) -> bytes:
     """The pass record kept next to the validated data (lineage: which suite, when, what was seen)."""
     checks = [
         {"expectation": c.type, "kwargs": c.kwargs, "success": c.success, "observed": c.observed}
         for c in verdict.checks
+    ]
+    checks += [
+        {"expectation": c.expectation, "kwargs": c.kwargs(), "success": c.success, "observed": c.unexpected_count}
+        for c in custom
     ]
     doc = {
         "success": True,
@@ -134,13 +155,11 @@ def _record(spec: UseCase, ds: str, rows: int, verdict: FastVerdict, now: dateti
     return json.dumps(doc, indent=2, default=str).encode()
 
 
-def _publish(
-    spec: UseCase, storage: Storage, ds: str, part: _Partition, verdict: FastVerdict | None, now: datetime
-) -> str:
+def _publish(spec: UseCase, storage: Storage, ds: str, part: _Partition, judgement: _Judgement, now: datetime) -> str:
     key = partition_key(VALIDATED_ZONE, spec.name, ds)
     files = {n: b for n, b in part.files.items() if n not in (RESULT_FILE, REASON_FILE)}
-    if verdict is not None:
-        files[RECORD_FILE] = _record(spec, ds, len(part.frame), verdict, now)
+    if judgement.verdict is not None:
+        files[RECORD_FILE] = _record(spec, ds, len(part.frame), judgement.verdict, judgement.custom, now)
     storage.replace_prefix(key, files)
     return key
 
@@ -161,10 +180,12 @@ class _Judgement:
     failures: list[Failure] = field(default_factory=list)
     document: bytes | None = None  # the GX result (or the read error) of a failure
     page_uri: str | None = None  # its Data Docs page
+    custom: list[CustomOutcome] = field(default_factory=list)  # the custom rules' results
 
 
 def _judge(spec: UseCase, storage: Storage, ds: str, part: _Partition, now: datetime) -> _Judgement:
-    """Decide with the fast evaluator; run GX (row-level result, Data Docs) only when it does not pass."""
+    """Decide with the fast evaluator and the custom rules; run GX (row-level result, Data Docs) only when
+    they do not pass."""
     if part.problem is not None:
         doc = {
             "success": False,
@@ -180,14 +201,17 @@ def _judge(spec: UseCase, storage: Storage, ds: str, part: _Partition, now: date
         return _Judgement(False, failures=[failure], document=json.dumps(doc, indent=2).encode())
     parameters = suite_parameters(spec, ds)
     verdict = _fast_suite(spec).evaluate(part.frame, parameters)
-    if verdict.passed:
-        return _Judgement(True, verdict)
+    custom = [check.evaluate(part.frame) for check in _custom_checks(spec)]
+    custom_failures = [failure_from_custom(c) for c in custom if not c.success]
+    if verdict.passed and not custom_failures:
+        return _Judgement(True, verdict, custom=custom)
     with site_folder(storage, spec.name) as folder:
         result, page = run_and_document(build_suite(spec), part.frame, parameters, folder, ds, now)
-    if result.success:  # GX is the authority; the fast evaluator only ever proves passes
-        return _Judgement(True)
+    if result.success and not custom_failures:  # GX is the authority; the fast evaluator only ever proves passes
+        return _Judgement(True, custom=custom)
     page_uri = storage.uri(f"{docs_prefix(spec.name)}/{page.relative_to(folder).as_posix()}")
-    return _Judgement(False, None, failures_from_result(result), result_document(result), page_uri)
+    failures = ([] if result.success else failures_from_result(result)) + custom_failures
+    return _Judgement(False, None, failures, result_document(result, custom), page_uri, custom)
 
 
 def _history_key(spec: UseCase, ds: str, now: datetime) -> str:
@@ -209,7 +233,7 @@ def _failed(
     if rows is None:
         counted = "the partition is unreadable or damaged"
     else:
-        counted = f"{len(judgement.failures)} of {len(_fast_suite(spec))} expectations failed on {rows} rows"
+        counted = f"{len(judgement.failures)} of {_rule_count(spec)} expectations failed on {rows} rows"
     result_uri = storage.uri(f"{qkey}/{RESULT_FILE}")
     docs_uri = _docs_uri(spec, storage, build=False)
     header = f"{spec.name} {ds}: validation FAILED, {counted}; {verb} {storage.uri(qkey)}"
@@ -230,9 +254,9 @@ def _passed(
     now: datetime,
     note: str = "",
 ) -> ValidationOutcome:
-    vkey = _publish(spec, storage, ds, part, judgement.verdict, now)
+    vkey = _publish(spec, storage, ds, part, judgement, now)
     rows = len(part.frame)
-    checked = len(_fast_suite(spec))
+    checked = _rule_count(spec)
     summary = f"{spec.name} {ds}: passed {checked} expectations on {rows} rows{note}; published {vkey}"
     docs_uri = _docs_uri(spec, storage, build=False)
     return ValidationOutcome(True, spec.name, ds, rows, summary, vkey, None, None, docs_uri, [])

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from great_expectations.core import ExpectationSuiteValidationResult
+
+if TYPE_CHECKING:
+    from aerodrome.validate.custom import CustomOutcome
 
 EXAMPLES = 3
 MAX_LINES = 12
@@ -106,6 +109,22 @@ def failures_from_result(result: ExpectationSuiteValidationResult) -> list[Failu
         "expect_table_row_count_to_be_between": 2,
     }
     return sorted(failures, key=lambda f: (order.get(f.expectation, 3), f.expectation, f.column or ""))
+
+
+def failure_from_custom(outcome: CustomOutcome) -> Failure:
+    """A failed custom rule (`aerodrome.validate.custom`) described like a GX expectation."""
+    whole = outcome.unexpected_count is None and outcome.error is None  # a rule about the whole partition
+    return Failure(
+        expectation=outcome.expectation,
+        column=outcome.column,
+        unexpected_count=outcome.unexpected_count,
+        element_count=outcome.element_count,
+        examples=[_plain(v) for v in outcome.examples[:EXAMPLES]],
+        rows=outcome.rows[:EXAMPLES],
+        observed=str(outcome.success) if whole else None,
+        expected="True" if whole else None,
+        error=outcome.error,
+    )
 
 
 def _is_int(value: Any) -> bool:

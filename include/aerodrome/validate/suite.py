@@ -1,8 +1,9 @@
 """The Great Expectations suite of a use case, generated from its spec ("suite as code").
 
 Schema checks (every declared column exists with its conformed dtype) come from `columns`;
-value checks come from the `expectations:` section. Freshness depends on the interval being
-validated, so its window is a suite parameter resolved per partition by `suite_parameters`.
+value checks come from the `expectations:` section (`custom` rules run beside the suite: `custom.py`).
+Freshness depends on the interval being validated, so its window is a suite parameter resolved per
+partition by `suite_parameters`.
 """
 
 from __future__ import annotations
@@ -103,13 +104,13 @@ def _schema(spec: UseCase) -> list[GxExpectation]:
 
 
 def build_suite(spec: UseCase) -> gx.ExpectationSuite:
-    """The use case's suite: schema checks from `columns`, then the rules under `expectations`.
+    """The use case's suite: schema checks from `columns`, then the rules under `expectations` but `custom`.
 
     Built once per spec content and cached; callers must not mutate it.
     """
     cache_key = spec.model_dump_json()
     if (suite := _SUITES.get(cache_key)) is None:
-        rules = [_rule(rule, i, spec) for i, rule in enumerate(spec.expectations)]
+        rules = [_rule(rule, i, spec) for i, rule in enumerate(spec.expectations) if rule.type != "custom"]
         suite = gx.ExpectationSuite(
             name=spec.name,
             expectations=_schema(spec) + rules,
