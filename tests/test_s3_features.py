@@ -11,6 +11,7 @@ Feast's stock DuckDB store on a local copy of the same objects.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from dataclasses import replace
@@ -160,3 +161,34 @@ def test_the_offline_store_is_read_over_verified_tls_only(lake, monkeypatch):
     plain = replace(settings, s3_endpoint_url=settings.s3_endpoint_url.replace("https://", "http://"))
     with pytest.raises(SettingsError, match="over TLS only"):
         StorageOfflineStoreConfig.of(plain).storage()
+
+
+def test_feasts_own_materialization_read_gets_the_newest_row_per_entity_of_its_window(lake):
+    """`pull_latest_from_table_or_query` (what Feast's `materialize` reads) through the same partition reader."""
+    from aerodrome.features.repo import feature_store
+    from aerodrome.features.storage_offline_store import StorageOfflineStore
+
+    settings, spec, storage = lake["settings"], lake["spec"], lake["storage"]
+    view = next(v for v in spec.features.views if v.name == "carrier_delays")
+    start, end = window(6, 9)
+    store = feature_store(spec, settings)
+    job = StorageOfflineStore.pull_latest_from_table_or_query(
+        config=store.config,
+        data_source=store.get_feature_view(view.name).batch_source,
+        join_key_columns=list(view.entities),
+        feature_name_columns=list(view.features),
+        timestamp_field="event_timestamp",
+        created_timestamp_column=None,
+        start_date=start,
+        end_date=end,
+    )
+    got = job.to_df().sort_values(list(view.entities)).reset_index(drop=True)
+    rows = pd.concat(
+        pd.read_parquet(io.BytesIO(storage.read_bytes(f"{view_prefix(spec, view.name)}/date={day}/{DATA_FILE}")))
+        for day in pd.date_range(FIRST, LAST).date
+    )
+    rows = rows[(rows["event_timestamp"] >= start) & (rows["event_timestamp"] <= end)]
+    want = rows.sort_values("event_timestamp").drop_duplicates(list(view.entities), keep="last")
+    want = want.sort_values(list(view.entities)).reset_index(drop=True)
+    assert len(got) == len(want) > 5
+    pd.testing.assert_frame_equal(got[want.columns], want, check_dtype=False)
