@@ -21,6 +21,7 @@ import pytest
 import yaml
 from aerodrome.deploy import REQUEST_RATE_METRIC, DeployError, GatewaySettings, gateway_manifests
 from aerodrome.deploy.scaling import REQUESTS_COUNTER
+from aerodrome.serving.replicas import SYNC_ENV
 from aerodrome.usecase import load_usecase
 from test_docker_compose import AIRFLOW_DOCKERFILE, SECRET_NAME, URL_PASSWORD, dockerfile, environment, strings
 
@@ -188,6 +189,17 @@ def test_one_replica_gateway_keeps_the_canary_in_one_process(rendered):
     assert kinds["Deployment"]["spec"]["replicas"] == 1 and kinds["Deployment"]["spec"]["strategy"] == {
         "type": "Recreate"
     }
+    assert SYNC_ENV not in container_env(kinds["Deployment"]), "one process shares nothing"
+
+
+def test_autoscaled_replicas_share_their_canary_state_through_a_shared_data_root(rendered):
+    """Each pod polls the shared state (tests/test_gateway_replicas.py proves the mechanism with two processes)."""
+    assert "recommended" in (ROOT / "deploy/k8s/gateway-autoscaled.yaml").read_text().splitlines()[0]
+    env = container_env(rendered["gateway-autoscaled.yaml"]["Deployment"])
+    assert float(env[SYNC_ENV]["value"]) > 0
+    assert env["AERODROME_DATA_ROOT"]["value"].startswith("s3://"), "every pod must see the same data root"
+    scaled = container_env(by_kind(gateway_manifests([FLIGHTS], SCALED))["Deployment"])
+    assert float(scaled[SYNC_ENV]["value"]) == GatewaySettings.sync_seconds
 
 
 @pytest.mark.parametrize(
@@ -197,6 +209,8 @@ def test_one_replica_gateway_keeps_the_canary_in_one_process(rendered):
         ({"min_replicas": 0, "max_replicas": 2}, r"need 1 <= min_replicas \(0\)"),
         ({"max_replicas": 4, "requests_per_second": "fifty"}, "not a positive Kubernetes quantity"),
         ({"max_replicas": 4, "requests_per_second": "0"}, "not a positive Kubernetes quantity"),
+        ({"max_replicas": 4}, "would be an emptyDir of each pod: give an s3:// data root or a ReadWriteMany"),
+        ({"max_replicas": 4, "data_claim": "data", "sync_seconds": 0}, "sync_seconds 0 must be > 0"),
     ],
 )
 def test_bad_scaling_settings_are_refused_with_the_fix(settings, message):

@@ -126,6 +126,9 @@ def test_catch_up_survives_a_scheduler_crash_and_every_day_flows_once(env):
     for dag_id in PIPELINE[:3]:
         for run in stack.runs(dag_id):
             for ti in stack.task_instances(dag_id, run.dag_run_id):
+                if ti.task_id == "reannounce_companions":  # a first pass: nothing to re-announce
+                    assert ti.state.value in ("skipped", "upstream_failed"), (dag_id, run.partition_key, ti.state)
+                    continue
                 assert ti.try_number == 1, (dag_id, run.partition_key, ti.task_id, ti.try_number, ti.state)
                 expected = "failed" if (dag_id, run.partition_key) == (f"validate_{UC}", SPOILED) else "success"
                 assert ti.state.value == expected, (dag_id, run.partition_key, ti.task_id, ti.state)
@@ -226,7 +229,7 @@ def test_manual_runs_name_their_day_and_bad_keys_fail_at_once(env):
     bad = stack.trigger(f"validate_{UC}", partition_key="2013-02-30")
     done = lambda: [r for r in env.finished(f"validate_{UC}") if r.dag_run_id == bad.dag_run_id]  # noqa: E731
     stack.wait_for(done, 120, "the bad run")
-    (ti,) = stack.task_instances(f"validate_{UC}", bad.dag_run_id)
+    (ti,) = [t for t in stack.task_instances(f"validate_{UC}", bad.dag_run_id) if t.task_id == "validate_partition"]
     assert ti.state.value == "failed" and ti.try_number == 1  # no retry can fix a bad key
 
 

@@ -165,7 +165,9 @@ def test_a_week_on_postgresql_survives_a_scheduler_kill_and_every_day_flows_once
         for run in stack.runs(dag_id):
             assert run.state.value == "success", (dag_id, run.partition_key, run.state)
             for ti in stack.task_instances(dag_id, run.dag_run_id):
-                assert ti.state.value == "success", (dag_id, run.partition_key, ti.task_id, ti.state)
+                # a first pass has nothing to re-announce to the other source (aerodrome.partitions)
+                wanted = "skipped" if ti.task_id == "reannounce_companions" else "success"
+                assert ti.state.value == wanted, (dag_id, run.partition_key, ti.task_id, ti.state)
                 # a task still running 30 s after the kill is reset by the new scheduler and runs again
                 retried += [(dag_id, run.partition_key, ti.task_id)] * (ti.try_number > 1)
     print(f"tasks that ran again after the scheduler kill: {retried}")

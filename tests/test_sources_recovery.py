@@ -244,3 +244,24 @@ def set_paused(dag_id: str, paused: bool) -> None:
     with create_session() as session:
         changed = session.execute(update(DagModel).where(DagModel.dag_id == dag_id).values(is_paused=paused))
         assert changed.rowcount == 1, f"{dag_id} is not in the metadata DB"
+
+
+def test_a_side_validated_again_after_its_features_reannounces_the_other_side(tmp_path):
+    from aerodrome.partitions import companions_to_reannounce
+    from aerodrome_airflow.dag_factory import build_validate_dag
+
+    lake, ds = LocalStorage(tmp_path), "2013-04-10"
+    for dataset in ("flight_delay", "flight_delay__weather"):
+        lake.write_bytes(f"validated/{dataset}/date={ds}/part-0.parquet", b"x")
+    # a first pass: each side announces itself, the features run once
+    assert companions_to_reannounce(lake, FLIGHTS, None, ds) == []
+    mark_featured(lake, FLIGHTS, ds)
+    # the flights of a featured day fixed and validated again: the weather's day is announced once more
+    assert companions_to_reannounce(lake, FLIGHTS, None, ds) == ["flight_delay__weather"]
+    assert companions_to_reannounce(lake, FLIGHTS, "weather", ds) == ["flight_delay"]
+    lake.delete_prefix(f"validated/flight_delay__weather/date={ds}")  # quarantined: the features would wait
+    assert companions_to_reannounce(lake, FLIGHTS, None, ds) == []
+
+    for source, companion in ((None, "validated/flight_delay__weather"), ("weather", "validated/flight_delay")):
+        task = build_validate_dag(FLIGHTS, source).get_task("reannounce_companions")
+        assert [a.name for a in task.outlets] == [companion] and task.upstream_task_ids == {"validate_partition"}

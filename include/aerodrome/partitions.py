@@ -289,3 +289,27 @@ def sweep(storage: Storage, spec: UseCase, *, immediate: bool = False) -> ZoneBa
         count = sum(d.isoformat() in featured for d in week_days(week, spec))
         record_week_request(storage, spec, week, f"week closed by the sweep with {count} featured day(s)")
     return found
+
+
+def companion_datasets(spec: UseCase, source: str | None) -> list[str]:
+    """The use case's other datasets whose validated day a features run also waits for (main source and
+    second sources), as seen from dataset `source` (None: the main source)."""
+    from aerodrome.ingest.datasets import dataset_name
+
+    datasets = [dataset_name(spec.name, s) for s in [None, *spec.sources]]
+    return [d for d in datasets if d != dataset_name(spec.name, source)]
+
+
+def companions_to_reannounce(storage: Storage, spec: UseCase, source: str | None, ds: str) -> list[str]:
+    """After dataset `source` validated `ds` again: its companions to announce once more, so the features of a
+    day that was featured already run again (their own events were consumed by its first features run).
+
+    Empty on a day not featured yet (each dataset announces itself on the first pass, exactly one features run)
+    and when a companion has no validated partition of the day (the features would wait for it anyway).
+    """
+    if ds not in featured_days(storage, spec):
+        return []
+    companions = companion_datasets(spec, source)
+    if any(ds not in _days(storage, "validated", spec, name) for name in companions):
+        return []
+    return companions

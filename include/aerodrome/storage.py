@@ -127,6 +127,11 @@ class Storage(ABC):
     def move_prefix(self, src: str, dst: str) -> None:
         """Move every object under `src` to `dst` (used for quarantine and release; never deletes)."""
 
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every object under `prefix` (transient state only, e.g. the gateway replicas' window)."""
+        if self.list(prefix):
+            self.replace_prefix(prefix, {})
+
     @abstractmethod
     def sub(self, prefix: str) -> Storage:
         """Storage rooted at `prefix` below this one."""
@@ -214,6 +219,9 @@ class LocalStorage(Storage):
             shutil.rmtree(retired)  # the superseded copy of the same interval
         else:
             staging.rename(target)
+
+    def delete_prefix(self, prefix: str) -> None:
+        shutil.rmtree(self._path(prefix), ignore_errors=True)
 
     def move_prefix(self, src: str, dst: str) -> None:
         self.check_residency()

@@ -35,6 +35,7 @@ from aerodrome_airflow.assets import (
 from aerodrome_airflow.candidates import AnnounceCandidateOperator, PlanTrainingWindowOperator
 from aerodrome_airflow.drift import CheckDriftOperator
 from aerodrome_airflow.operators import (
+    AnnounceCompanionsOperator,
     AnnouncePartitionsOperator,
     IngestPartitionOperator,
     PublishFeaturesOperator,
@@ -220,7 +221,18 @@ def build_validate_dag(spec: UseCase, source: str | None = None) -> DAG:
             source=source,
             outlets=work_outlets(data, "validate", validated),
         )
-        with_extensions(data, "validate", validate, validated)
+        _, last = with_extensions(data, "validate", validate, validated)
+        if spec.sources:  # a day validated again after its features: the other datasets' day once more
+            from aerodrome.partitions import companion_datasets
+
+            last >> AnnounceCompanionsOperator(
+                task_id="reannounce_companions",
+                usecase=spec.name,
+                source=source,
+                outlets=[validated_asset(name) for name in companion_datasets(spec, source)],
+                doc_md="Skipped on a first pass. When the day was featured already, re-announces the other "
+                "datasets' validated day so the features run again with this fix.",
+            )
     return dag
 
 

@@ -177,6 +177,29 @@ class ValidatePartitionOperator(DatasetOperator):
         return {"ds": ds, "rows": outcome.rows, "released": release, "data_docs": outcome.data_docs_uri}
 
 
+class AnnounceCompanionsOperator(DatasetOperator):
+    """After a day validated again in one dataset, re-announce its companions' validated day (skipped otherwise).
+
+    The features of a day wait for the day validated in every dataset of the use case; a re-run of one side
+    (a fixed drop, a release) would otherwise wait for the other side's event, consumed by the first run.
+    """
+
+    ui_color = "#eaeded"
+
+    def execute(self, context: Any) -> list[str]:
+        from aerodrome.partitions import companions_to_reannounce
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        _, spec, storage = spec_and_storage(self.usecase)
+        ds = partition_day(context, spec)
+        companions = companions_to_reannounce(storage, spec, self.source, ds)
+        if not companions:
+            raise AirflowSkipException(f"{ds}: not featured yet, or a companion is not validated: nothing to redo")
+        self.log.info("%s was featured before: re-announcing the validated day of %s", ds, ", ".join(companions))
+        announce(context, self.outlets, ds, reason="companion re-validated")
+        return companions
+
+
 class PublishFeaturesOperator(UseCaseOperator):
     """The run's validated day through the feature store, in one task (one process, Feast loaded once).
 

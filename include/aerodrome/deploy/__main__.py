@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         default=GatewaySettings.requests_per_second,
         help="the autoscaler's target request rate per gateway pod",
     )
+    render.add_argument(
+        "--sync-seconds",
+        type=float,
+        default=GatewaySettings.sync_seconds,
+        help="replicas: how often each gateway pod polls the shared traffic share, reloads and window",
+    )
     render.add_argument("--storage-uri", help="the model's files for KServe (default: from the MLflow registry)")
     render.add_argument("--alias", help="registry alias to serve (default: challenger with --step, else champion)")
     render.add_argument("--artifacts-destination", help="the MLflow server's --artifacts-destination")
@@ -138,6 +144,7 @@ def render(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
             min_replicas=args.min_replicas,
             max_replicas=args.max_replicas,
             requests_per_second=args.requests_per_second,
+            sync_seconds=args.sync_seconds,
         )
         files["gateway.yaml"] = gateway_manifests(specs, gateway)
     if args.only != "gateway":

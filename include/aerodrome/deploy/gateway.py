@@ -1,12 +1,11 @@
 """The model gateway (`python -m aerodrome.serving`, image `docker/gateway`) as Kubernetes objects.
 
-By default one replica, on purpose: the traffic weight the canary sets through `/admin/{uc}/traffic`,
-the models `/admin/{uc}/reload` swaps in and the live window it judges (`/v1/{uc}/window`) live in the
-gateway process, and the Service hands each admin call to one pod; `Recreate` keeps it one process
-during a rollout too. `max_replicas` > 1 adds a HorizontalPodAutoscaler on the request rate and a
-PodDisruptionBudget (`aerodrome.deploy.scaling`) and rolls pods one by one: for use cases that are not
-canaried through this gateway (KServe's path, or a fixed champion) until the gateway shares its traffic
-weight and aliases between pods.
+By default one replica (`Recreate` keeps it one process during a rollout too). `max_replicas` > 1 adds a
+HorizontalPodAutoscaler on the request rate and a PodDisruptionBudget (`aerodrome.deploy.scaling`), rolls
+pods one by one, and turns on replica sync (`AERODROME_GATEWAY_SYNC_SECONDS`, `aerodrome.serving.replicas`):
+the Service hands each admin call (traffic step, reload, fault drill) to one pod, and every other pod
+applies it from the shared data root within `sync_seconds`; the canary window any pod answers is every
+pod's. So the replicas need a data root they share: `s3://`, or a ReadWriteMany `data_claim`.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Any
 
 from aerodrome.deploy.names import PART_OF, DeployError, dns_label
 from aerodrome.deploy.scaling import gateway_autoscaler, gateway_disruption_budget
+from aerodrome.serving.replicas import SYNC_ENV
 from aerodrome.serving.tokens import ADMIN_TOKEN_ENV, TOKEN_ENV
 from aerodrome.usecase import UseCase
 
@@ -55,6 +55,7 @@ class GatewaySettings:
     min_replicas: int = 1
     max_replicas: int = 1  # > 1: HorizontalPodAutoscaler + PodDisruptionBudget (see the module docstring)
     requests_per_second: str = "50"  # the HPA's target per pod (a Kubernetes quantity)
+    sync_seconds: float = 2.0  # replicas: how often each pod polls the shared state and shares its window
 
     def __post_init__(self) -> None:
         dns_label(self.name, "gateway name")
@@ -69,6 +70,14 @@ class GatewaySettings:
             raise DeployError(
                 f"requests_per_second {self.requests_per_second!r} is not a positive Kubernetes quantity "
                 "(e.g. '50', or '500m' for half a request per second)"
+            )
+        if self.scales and not self.sync_seconds > 0:
+            raise DeployError(f"sync_seconds {self.sync_seconds} must be > 0: replicas poll their shared state")
+        if self.scales and "://" not in self.data_root and not self.data_claim:
+            raise DeployError(
+                f"{self.max_replicas} gateway replicas share their traffic share, reloads and canary window through "
+                f"the data root, but {self.data_root} would be an emptyDir of each pod: give an s3:// data root "
+                "or a ReadWriteMany data_claim (--data-claim)"
             )
 
     @property
@@ -89,6 +98,8 @@ def _env(settings: GatewaySettings) -> list[dict[str, Any]]:
     }
     if "://" in settings.data_root:  # the Feast registry stays a file: keep it on the shared volume
         plain["AERODROME_FEATURE_REPO"] = f"{DATA_MOUNT}/feature_repo"
+    if settings.scales:
+        plain[SYNC_ENV] = f"{settings.sync_seconds:g}"
     plain |= settings.env
     secrets = {env: (settings.tokens_secret, key) for env, key in TOKEN_KEYS.items()}
     if settings.online_store == "redis":

@@ -3,7 +3,9 @@
 Routes: `POST /v1/{usecase}/predict`, `POST /v1/{usecase}/labels`, `GET /v1/{usecase}/models` and
 `GET /v1/{usecase}/window` need the serving token; `POST /admin/{usecase}/traffic`, `.../reload` and
 `.../faults` (fault drills) need the separate admin token;
-`GET /health` and `GET /metrics` are open (loopback or the cluster network only).
+`GET /health` and `GET /metrics` are open (loopback or the cluster network only). When the gateway runs
+as several replicas (`aerodrome.serving.replicas`), an admin call reaches every replica within the sync
+interval and the window is every replica's.
 """
 
 from __future__ import annotations
@@ -206,12 +208,7 @@ def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
     def window(usecase: str, seconds: float = Query(default=300, gt=0, le=86_400)) -> dict[str, Any]:
         """Per alias over the last `seconds`: requests, errors, latency, predictions, online metric."""
         svc = service(usecase)
-        return {
-            "usecase": usecase,
-            "seconds": seconds,
-            **svc.status(),
-            "aliases": svc.window.summary(seconds),
-        }
+        return {"usecase": usecase, "seconds": seconds, **svc.status(), **svc.window_summary(seconds)}
 
     @app.post("/admin/{usecase}/faults")
     def start_fault(usecase: str, body: FaultRequest) -> dict[str, Any]:
@@ -237,7 +234,7 @@ def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
     def reload(usecase: str, force: bool = False) -> dict[str, Any]:
         svc = service(usecase)
         try:
-            svc.reload(force)
+            svc.reload(force, announce=True)
         except AerodromeError as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
         return {"usecase": usecase, **svc.status()}
@@ -248,6 +245,7 @@ def create_app(gateway: Gateway, token: str, admin_token: str) -> FastAPI:
             "status": "ok",
             "usecases": {name: svc.status() for name, svc in gateway.services.items()},
             "logged": gateway.predictions.written,
+            "replica": gateway.replica,
         }
 
     @app.get("/metrics")

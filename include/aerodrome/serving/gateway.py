@@ -7,10 +7,14 @@ models and changing weights swap whole objects, so a request in flight finishes 
 with. Models are loaded from MLflow by alias and refused when their Ed25519 signature (or the
 predictor digest recorded at training) does not verify: the version serving keeps serving, and the
 refusal is alerted and audited. Every traffic change is audited.
+
+A single process by default; with `sync_seconds` > 0 several replicas share one data root and act as
+one gateway (traffic share, reloads, fault drills and the canary window: `aerodrome.serving.replicas`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -28,6 +32,7 @@ from aerodrome.registry.aliases import CHALLENGER, CHAMPION
 from aerodrome.serving.faults import Fault
 from aerodrome.serving.inputs import entity_rows, model_frame, request_events
 from aerodrome.serving.predlog import PredictionLog
+from aerodrome.serving.replicas import SLOT_SECONDS, SharedState, replica_id, traffic_key
 from aerodrome.serving.window import Served, TrafficWindow
 from aerodrome.settings import Settings
 from aerodrome.storage import Storage
@@ -73,15 +78,19 @@ def bucket(routing_key: str) -> int:
     return int.from_bytes(hashlib.sha256(routing_key.encode()).digest()[:8], "big") % BUCKETS
 
 
-def traffic_key(usecase: str) -> str:
-    return f"serving/{usecase}/traffic.json"
-
-
 class UseCaseService:
     """What the gateway serves for one use case."""
 
-    def __init__(self, spec: UseCase, settings: Settings, storage: Storage, predictions: PredictionLog) -> None:
+    def __init__(
+        self,
+        spec: UseCase,
+        settings: Settings,
+        storage: Storage,
+        predictions: PredictionLog,
+        shared: SharedState | None = None,
+    ) -> None:
         self.spec = spec
+        self.shared = shared  # None: one process; else the state every replica shares
         self.settings = settings
         self.storage = storage
         self.predictions = predictions
@@ -97,16 +106,22 @@ class UseCaseService:
         self.log_numbers = [c for c in dict.fromkeys([*request, *self.features]) if c not in self.log_keys]
         self._reload_lock = threading.Lock()
         self.reader: Any = None  # the online store reader, opened by `warm` or the first request
-        self.window = TrafficWindow(spec.target.task)
+        self.window = TrafficWindow(spec.target.task, keep_pending=shared is not None)
         self.faults: dict[str, Fault] = {}
-        if storage.exists(traffic_key(spec.name)):
+        if shared is not None:
+            shared.models.changed()  # the models load from the aliases at start: a past reload is no news
+            self.follow()
+        elif storage.exists(traffic_key(spec.name)):
             self.challenger_percent = float(
                 json.loads(storage.read_bytes(traffic_key(spec.name)))["challenger_percent"]
             )
 
     # -- models and traffic ---------------------------------------------------------------------
-    def reload(self, force: bool = False) -> dict[str, str | None]:
-        """Load the versions the aliases point at now (unchanged ones kept unless `force`); swap them in at once."""
+    def reload(self, force: bool = False, announce: bool = False) -> dict[str, str | None]:
+        """Load the versions the aliases point at now (unchanged ones kept unless `force`); swap them in at once.
+
+        `announce` (an admin call) has every other replica reload too.
+        """
         from aerodrome.registry.aliases import alias_version, registry_client
         from aerodrome.registry.promote import load_version
 
@@ -136,7 +151,12 @@ class UseCaseService:
             self.models = fresh
         if self.reader is not None:
             self.warm()  # the feature definitions may have changed too: read them again
-        return self.versions()
+        versions = self.versions()
+        if announce and self.shared is not None:
+            self.shared.models.write(
+                {"models": versions, "force": force, "id": uuid.uuid4().hex, "by": self.shared.replica, "at": _now()}
+            )
+        return versions
 
     def warm(self) -> None:
         """Open the Feast store now (seconds of imports and registry reads), not on the first request."""
@@ -165,8 +185,11 @@ class UseCaseService:
         if not 0 <= challenger_percent <= 100:
             raise ValueError(f"challenger_percent must lie in 0..100, not {challenger_percent}")
         before, self.challenger_percent = self.challenger_percent, float(challenger_percent)
-        record = {"challenger_percent": self.challenger_percent, "at": datetime.now(UTC).isoformat(timespec="seconds")}
-        self.storage.write_bytes(traffic_key(self.spec.name), json.dumps(record).encode())
+        record = {"challenger_percent": self.challenger_percent, "at": _now()}
+        if self.shared is not None:
+            self.shared.traffic.write({**record, "by": self.shared.replica})
+        else:
+            self.storage.write_bytes(traffic_key(self.spec.name), json.dumps(record).encode())
         versions = self.versions()
         audit.record(
             "traffic",
@@ -243,6 +266,61 @@ class UseCaseService:
             faults[alias] = fault
         self.faults = faults
         log.warning("%s: fault drill on @%s: %s", self.spec.name, alias, fault or "ended")
+        if self.shared is not None:
+            drills = {a: dataclasses.asdict(f) for a, f in faults.items()}
+            self.shared.faults.write({"faults": drills, "by": self.shared.replica, "at": _now()})
+
+    # -- replicas ---------------------------------------------------------------------------------
+    def follow(self) -> list[str]:
+        """Apply what an admin call to another replica changed (models first, then traffic, then drills).
+
+        A reload that fails (the registry unreachable) is tried again at the next poll; traffic and drills
+        are applied meanwhile.
+        """
+        shared, applied = self.shared, []
+        if shared is None:
+            return applied
+        announced = shared.models.changed()
+        if announced is not None:
+            try:
+                versions = self.reload(bool(announced.get("force")))
+            except Exception as exc:
+                shared.models.forget()
+                log.error(
+                    "%s: reload announced by %s failed (next poll retries): %s", self.spec.name, announced["by"], exc
+                )
+            else:
+                applied.append(f"models {versions}")
+                if versions != announced["models"]:  # the aliases moved again since, or a version was refused here
+                    log.warning(
+                        "%s: %s announced %s; here %s", self.spec.name, announced["by"], announced["models"], versions
+                    )
+        traffic = shared.traffic.changed()
+        if traffic is not None:
+            self.challenger_percent = float(traffic["challenger_percent"])
+            applied.append(f"challenger {self.challenger_percent:g} %")
+        drills = shared.faults.changed()
+        if drills is not None:
+            self.faults = {alias: Fault(**fault) for alias, fault in drills.get("faults", {}).items()}
+            applied.append(f"fault drills {sorted(self.faults) or 'none'}")
+        if applied:
+            log.info("%s: following %s", self.spec.name, "; ".join(applied))
+        return applied
+
+    def flush_window(self) -> str | None:
+        """Share what this replica served and received since its last flush (the key written, or None)."""
+        if self.shared is None:
+            return None
+        served, labels = self.window.drain()
+        return self.shared.window.write(served, labels)
+
+    def window_summary(self, seconds: float) -> dict[str, Any]:
+        """Per alias over the last `seconds` (`GET /v1/{usecase}/window`): this process's, or every replica's."""
+        if self.shared is None:
+            return {"aliases": self.window.summary(seconds)}
+        self.flush_window()
+        aliases, replicas = self.shared.window.merged(seconds)
+        return {"aliases": aliases, "replicas": replicas}
 
     def add_labels(self, labels: list[dict[str, Any]]) -> int:
         """Outcomes of earlier requests (request_id, row, label): kept for the online metric and logged."""
@@ -299,13 +377,34 @@ class UseCaseService:
 
 
 class Gateway:
-    """Every use case with features, served from one process."""
+    """Every use case with features, served from one process; with `sync_seconds` > 0, one replica of several."""
 
-    def __init__(self, specs: list[UseCase], settings: Settings, storage: Storage, flush_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        specs: list[UseCase],
+        settings: Settings,
+        storage: Storage,
+        flush_seconds: float = 1.0,
+        sync_seconds: float = 0.0,
+    ) -> None:
         self.settings = settings
         self.storage = storage
         self.predictions = PredictionLog(storage, flush_seconds)
-        self.services = {s.name: UseCaseService(s, settings, storage, self.predictions) for s in specs if s.features}
+        self.sync_seconds = sync_seconds
+        self.replica = replica_id() if sync_seconds > 0 else None
+        self.services = {
+            s.name: UseCaseService(
+                s,
+                settings,
+                storage,
+                self.predictions,
+                SharedState(storage, s.name, s.target.task, self.replica) if self.replica else None,
+            )
+            for s in specs
+            if s.features
+        }
+        self._stop = threading.Event()
+        self._follower: threading.Thread | None = None
 
     def start(self) -> Gateway:
         """Start the prediction log and load every use case's models (again after `close`: kept if unchanged)."""
@@ -316,7 +415,41 @@ class Gateway:
                 service.warm()
             except Exception as exc:  # one use case's registry problem must not stop the others
                 log.error("%s: not ready: %s", name, exc)
+        if self.replica and (self._follower is None or not self._follower.is_alive()):
+            self._stop.clear()
+            self._follower = threading.Thread(target=self._follow, name="replica-sync", daemon=True)
+            self._follower.start()
         return self
 
+    def sync(self) -> None:
+        """One round of replica sync: apply the others' admin calls, share this replica's window."""
+        for name, service in self.services.items():
+            for step in (service.follow, service.flush_window):
+                try:
+                    step()
+                except Exception:  # the data root may be back at the next round
+                    log.exception("%s: replica sync (%s) failed", name, step.__name__)
+
+    def _follow(self) -> None:
+        pruned = 0.0
+        while not self._stop.wait(self.sync_seconds):
+            self.sync()
+            if time.time() - pruned >= SLOT_SECONDS:
+                pruned = time.time()
+                for name, service in self.services.items():
+                    try:
+                        service.shared.window.prune()
+                    except Exception:
+                        log.exception("%s: pruning the shared window failed", name)
+
     def close(self) -> None:
+        if self._follower is not None:
+            self._stop.set()
+            self._follower.join()
+            for service in self.services.values():
+                service.flush_window()  # what this replica served last still counts
         self.predictions.close()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -2,10 +2,11 @@
 
 `log()` only appends to a buffer (the request path never waits for a disk); a background thread
 writes the buffer every `flush_seconds` as one new file
-`predictions/<use case>/date=YYYY-MM-DD/part-<ms>-<pid>-<n>.parquet` (the day of the event the
-prediction is about), so a crash loses at most the last unflushed second and a file is never
-rewritten. Outcomes (labels) go the same way to `labels/<use case>/date=<day they arrived>/`.
-`compact_day` merges a day's small files into one once the day is over.
+`predictions/<use case>/date=YYYY-MM-DD/part-<ms>-<pid>-<n>-<writer>.parquet` (the day of the event the
+prediction is about; `<writer>` is random per process, so gateway replicas sharing a data root never
+collide), so a crash loses at most the last unflushed second and a file is never rewritten. Outcomes
+(labels) go the same way to `labels/<use case>/date=<day they arrived>/`. `compact_day` merges a day's
+small files into one once the day is over.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import io
 import os
 import threading
 import time
+import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -35,6 +37,7 @@ class PredictionLog:
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._files = 0
+        self._writer = uuid.uuid4().hex[:8]  # gateway pods all run as PID 1: the PID alone is not unique
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self.written = 0
@@ -71,7 +74,7 @@ class PredictionLog:
             self._files += 1
             sink = io.BytesIO()
             pq.write_table(pa.Table.from_pylist(records), sink)
-            name = f"part-{int(time.time() * 1000)}-{os.getpid()}-{self._files}.parquet"
+            name = f"part-{int(time.time() * 1000)}-{os.getpid()}-{self._files}-{self._writer}.parquet"
             self.storage.write_bytes(f"{day_prefix(usecase, day, zone)}/{name}", sink.getvalue())
         self.written += len(pending)
         return len(pending)
