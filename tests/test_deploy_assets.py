@@ -10,6 +10,7 @@ settings as docker-compose.yaml, the Dockerfiles and the rendered gateway manife
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -301,9 +302,10 @@ def test_settings_the_stack_sets_are_read_by_the_code(helm_env, helm_secrets, re
     assert not unread, f"set for the cluster but read by no code in include/ or plugins/: {unread}"
 
 
-def test_the_cluster_sets_what_the_one_host_stack_sets(compose, helm_env, helm_secrets):
+def test_the_cluster_sets_what_the_one_host_stack_sets(compose, helm, helm_env, helm_secrets):
     airflow = {n for n in environment(compose["airflow-scheduler"]) if n.startswith(("AERODROME_", "MLFLOW_"))}
-    missing = sorted(airflow - set(helm_env) - set(helm_secrets) - set(COMPOSE_ONLY))
+    workers = {e["name"] for e in helm["workers"]["env"]}  # the task pods: the scheduler's LocalExecutor on one host
+    missing = sorted(airflow - set(helm_env) - set(helm_secrets) - workers - set(COMPOSE_ONLY))
     assert not missing, f"docker-compose.yaml's Airflow sets {missing}; the Helm values do not"
     # the one-host stack's secrets stay secrets in the cluster: by Secret reference, never inline
     compose_env = environment(compose["airflow-scheduler"])
@@ -387,3 +389,142 @@ def test_helm_values_hold_no_credentials_and_reference_every_secret(helm):
     for key in ("fernetKeySecretName", "apiSecretKeySecretName", "jwtSecretName"):
         assert helm[key], f"{key}: every API server and scheduler must share it"
     assert not helm["postgresql"]["enabled"], "the metadata database is external"
+
+
+# --- security settings: signing keys, audit trail, residency ------------------------------------------
+
+COMPOSE_VERIFIERS = ("airflow-scheduler", "gateway", "trainer")  # promotion, the gateway's model load
+COMPOSE_SIGNERS = {"airflow-scheduler", "trainer"}  # registration (LocalExecutor training; the trainer image)
+
+
+def volume_paths(service: dict[str, Any]) -> dict[str, str]:
+    """Mount path -> named volume of a compose service."""
+    return {v.split(":")[1]: v.split(":")[0] for v in service.get("volumes", []) if isinstance(v, str)}
+
+
+def db_region_tags(text: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """AERODROME_DB_REGIONS as the platform parses it (a wrong region name fails here)."""
+    from aerodrome.settings import Settings
+
+    monkeypatch.setenv("AERODROME_DB_REGIONS", text)
+    return dict(Settings.from_env().db_regions)
+
+
+def test_compose_verifiers_trust_the_keygen_public_key_and_only_signers_hold_the_private_key(compose):
+    keygen = compose["signing-keygen"]
+    assert "python -m aerodrome.security.signing keygen" in " ".join(keygen["entrypoint"])
+    private_volume = volume_paths(keygen)["/opt/aerodrome/signing"]
+    public_volume = volume_paths(keygen)["/opt/aerodrome/trusted-keys"]
+    for name, service in compose.items():
+        env, mounts = environment(service), volume_paths(service)
+        if name in COMPOSE_VERIFIERS:
+            trusted = env["AERODROME_SIGNING_TRUSTED_KEYS"]
+            assert mounts[trusted] == public_volume, f"{name}: {trusted} is not the keygen's public key volume"
+            assert env.get("AERODROME_REQUIRE_SIGNATURE", "true") == "true", f"{name}: unsigned models would load"
+            assert service["depends_on"]["signing-keygen"]["condition"] == "service_completed_successfully", name
+        holds_private = private_volume in mounts.values()
+        if name in COMPOSE_SIGNERS:
+            assert holds_private and mounts[str(Path(env["AERODROME_SIGNING_KEY"]).parent)] == private_volume, name
+        elif name != "signing-keygen":
+            assert not holds_private and "AERODROME_SIGNING_KEY" not in env, f"{name} must not get the private key"
+
+
+def test_compose_audit_writers_share_one_dsn_from_env_and_tag_database_regions(compose, monkeypatch):
+    from aerodrome.security.config import SecuritySettings
+    from aerodrome.settings import Settings
+
+    writers = ("airflow-scheduler", "airflow-apiserver", "airflow-triggerer", "gateway", "trainer")
+    dsns = {environment(compose[name])["AERODROME_AUDIT_DSN"] for name in writers}
+    assert len(dsns) == 1, f"every writer appends to one chain, got {dsns}"
+    (dsn,) = dsns
+    assert URL_PASSWORD.search(dsn).group(1).startswith("${AUDIT_DB_PASSWORD:?"), "the password comes from .env"
+    assert "AUDIT_DB_PASSWORD" in environment(compose["postgres"]), "the init script creates the audit role"
+    assert "create_role_and_database audit audit" in (ROOT / "docker/postgres/init-databases.sh").read_text()
+    SecuritySettings(audit_dsn=dsn.replace("${AUDIT_DB_PASSWORD:?set AUDIT_DB_PASSWORD in .env}", "pw"))
+    for name in writers:
+        regions = environment(compose[name])["AERODROME_DB_REGIONS"]
+        assert db_region_tags(regions, monkeypatch)["*"] in Settings.allowed_regions, f"{name}: {regions}"
+
+
+def test_the_gateway_verifies_with_a_mounted_public_key_and_never_gets_the_private_key(rendered, helm):
+    trusted_configmap = next(v["configMap"]["name"] for v in helm["workers"]["extraVolumes"] if "configMap" in v)
+    for name, kinds in rendered.items():
+        pod = kinds["Deployment"]["spec"]["template"]["spec"]
+        env = container_env(kinds["Deployment"])
+        mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        trusted = env["AERODROME_SIGNING_TRUSTED_KEYS"]["value"]
+        assert volumes[mounts[trusted]]["configMap"]["name"] == trusted_configmap, f"{name}: not the workers' keys"
+        assert "AERODROME_SIGNING_KEY" not in env, f"{name}: the gateway must not get the private key"
+        assert not any("secret" in v for v in volumes.values()), f"{name}: a Secret volume on a verifier"
+
+
+def test_helm_only_the_task_pods_sign_and_every_verifier_trusts_the_same_keys(helm, helm_env):
+    workers = helm["workers"]
+    env = {e["name"]: e["value"] for e in workers["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in workers["extraVolumeMounts"]}
+    volumes = {v["name"]: v for v in workers["extraVolumes"]}
+    key = Path(env["AERODROME_SIGNING_KEY"])
+    secret = volumes[mounts[str(key.parent)]]["secret"]
+    assert secret["secretName"] == helm_env["AERODROME_K8S_SIGNING_KEY_REF"], "the trainer pod mounts the same key"
+    assert [i["path"] for i in secret["items"]] == [key.name] and secret["defaultMode"] == 0o400
+    assert "configMap" in volumes[mounts[env["AERODROME_SIGNING_TRUSTED_KEYS"]]]
+    assert "AERODROME_SIGNING_KEY" not in helm_env, "scheduler, API server, triggerer never sign"
+    for component in ("apiServer", "scheduler", "triggerer", "dagProcessor"):
+        assert not any(
+            "secret" in v and v["secret"]["secretName"] == secret["secretName"]
+            for v in helm[component].get("extraVolumes", [])
+        ), component
+
+
+def test_every_audit_writer_in_the_cluster_takes_the_dsn_from_one_secret(helm_secrets, rendered, helm_env, monkeypatch):
+    from aerodrome.settings import Settings
+
+    assert "AERODROME_AUDIT_DSN" in helm_secrets and "AERODROME_AUDIT_DSN" not in helm_env
+    for name, kinds in rendered.items():
+        ref = container_env(kinds["Deployment"])["AERODROME_AUDIT_DSN"]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == helm_secrets["AERODROME_AUDIT_DSN"], f"{name}: another audit chain"
+        regions = container_env(kinds["Deployment"])["AERODROME_DB_REGIONS"]["value"]
+        assert json.loads(regions) == json.loads(helm_env["AERODROME_DB_REGIONS"]), name
+    tags = db_region_tags(helm_env["AERODROME_DB_REGIONS"], monkeypatch)
+    assert set(tags.values()) <= set(Settings.allowed_regions)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"env": {"AERODROME_SIGNING_KEY": "/keys/k.pem"}}, "only verifies"),
+        ({"secret_env": {"AERODROME_SIGNING_KEY": ("signing", "ed25519.pem")}}, "only verifies"),
+        ({"env": {"AERODROME_AUDIT_DSN": "postgresql://a:pw@db/audit"}}, "by Secret reference"),
+    ],
+)
+def test_the_renderer_refuses_the_private_key_and_inline_credentials(extra, message):
+    with pytest.raises(DeployError, match=message):
+        GatewaySettings(**extra)
+
+
+def test_the_trusted_keys_configmap_renders_as_valid_kubernetes():
+    settings = GatewaySettings(data_root="s3://b/data", trusted_keys_configmap="trusted")
+    deployment = gateway_manifests([FLIGHTS], settings)[0]
+    validate(deployment)
+    env = container_env(deployment)
+    assert env["AERODROME_SIGNING_TRUSTED_KEYS"]["value"] == "/etc/aerodrome/trusted-keys"
+    # no audit DSN: the JSONL file lives on the data volume, not in the read-only image
+    assert env["AERODROME_AUDIT_LOG"]["value"].startswith("/opt/aerodrome/data/")
+
+
+def test_the_training_pod_mounts_the_workers_signing_key_and_takes_the_audit_dsn_by_reference(helm, helm_env):
+    from aerodrome_airflow.k8s import signing_key_mount, trainer_secret_env
+
+    workers = {e["name"]: e["value"] for e in helm["workers"]["env"]}
+    environ = {"AERODROME_K8S_SIGNING_KEY_REF": helm_env["AERODROME_K8S_SIGNING_KEY_REF"]} | workers
+    (volume,), (mount,) = signing_key_mount(environ)
+    assert volume.secret.secret_name == "aerodrome-signing-key" and volume.secret.default_mode == 0o400
+    assert f"{mount.mount_path}/{volume.secret.items[0].path}" == workers["AERODROME_SIGNING_KEY"] and mount.read_only
+    assert trainer_secret_env({})["AERODROME_AUDIT_DSN"] == (
+        helm["secret"][[s["envName"] for s in helm["secret"]].index("AERODROME_AUDIT_DSN")]["secretName"],
+        "dsn",
+    )
+    assert signing_key_mount({}) == ([], []), "no Secret named: nothing mounted (the embedded default)"
+    with pytest.raises(ValueError, match="AERODROME_SIGNING_KEY"):
+        signing_key_mount({"AERODROME_K8S_SIGNING_KEY_REF": "aerodrome-signing-key"})

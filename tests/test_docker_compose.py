@@ -30,6 +30,7 @@ DOCKERFILES = sorted(ROOT.glob("docker/*/Dockerfile"))
 READ_BY_STAGES_NOT_BUILT_YET: dict[str, str] = {}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|_KEY$|AUTH$")
 URL_PASSWORD = re.compile(r"://[^:/@\s]*:(.*?)@")
+KEY_FILES = {"AERODROME_SIGNING_KEY"}  # the path of a key file mounted from a volume, not the key itself
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}, ${NAME:+alt}
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?+])?|\$([A-Za-z_][A-Za-z0-9_]*)")
 HEALTH_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
@@ -291,7 +292,9 @@ def test_env_example_holds_no_secret_values():
 def test_no_secret_is_written_inline(services):
     for name, service in services.items():
         for key, value in environment(service).items():
-            if SECRET_NAME.search(key):
+            if key in KEY_FILES:
+                assert value.startswith("/"), f"{name}: {key} must be the path of a mounted key file"
+            elif SECRET_NAME.search(key):
                 assert "${" in value, f"{name}: {key} is written inline; take it from the environment"
             for password in URL_PASSWORD.findall(value):
                 assert password.startswith("${"), f"{name}: {key} embeds a literal password"

@@ -4,6 +4,7 @@
 #   mlflow            MLflow backend store (tracking + model registry)
 #   aerodrome_source  `aerodrome` database: the source of PostgreSQL-backed use cases
 #   feast             Feast SQL registry (AERODROME_FEATURE_REGISTRY), shared by the pipelines and the gateway
+#   audit             the audit trail (AERODROME_AUDIT_DSN), one hash chain for every writer
 # The postgres image runs this once, on the first start with an empty data volume; passwords
 # changed in .env later must be changed in the database too (ALTER ROLE ... PASSWORD ...).
 set -euo pipefail
@@ -23,3 +24,4 @@ create_role_and_database airflow airflow "${AIRFLOW_DB_PASSWORD:?AIRFLOW_DB_PASS
 create_role_and_database mlflow mlflow "${MLFLOW_DB_PASSWORD:?MLFLOW_DB_PASSWORD is not set}"
 create_role_and_database aerodrome_source aerodrome "${SOURCE_DB_PASSWORD:?SOURCE_DB_PASSWORD is not set}"
 create_role_and_database feast feast "${FEAST_DB_PASSWORD:?FEAST_DB_PASSWORD is not set}"
+create_role_and_database audit audit "${AUDIT_DB_PASSWORD:?AUDIT_DB_PASSWORD is not set}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from pathlib import PurePosixPath
 from typing import Any
 
 from aerodrome.settings import json_object
@@ -31,7 +32,10 @@ TRAINER_SECRET_ENV: dict[str, tuple[str, str]] = {
     "AERODROME_REDIS_URL": ("aerodrome-redis", "url"),
     "AWS_ACCESS_KEY_ID": ("aerodrome-s3", "access-key-id"),
     "AWS_SECRET_ACCESS_KEY": ("aerodrome-s3", "secret-access-key"),
+    "AERODROME_AUDIT_DSN": ("aerodrome-audit", "dsn"),
 }
+# the name of the Secret holding the private signing key, mounted in the pod as the file AERODROME_SIGNING_KEY names
+SIGNING_SECRET_ENV = "AERODROME_K8S_SIGNING_KEY_REF"
 # plain settings of storage, encryption and residency the trainer reads (none of them a secret)
 STORAGE_SETTINGS_ENV = (
     "AERODROME_S3_ENDPOINT_URL",
@@ -117,6 +121,23 @@ def host_path_mounts(paths: list[str]) -> tuple[list[k8s.V1Volume], list[k8s.V1V
     return volumes, mounts
 
 
+def signing_key_mount(environ: Mapping[str, str] = os.environ) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
+    """The private signing key from its Secret (key: the file's name), read-only at `AERODROME_SIGNING_KEY`."""
+    secret = environ.get(SIGNING_SECRET_ENV, "").strip()
+    if not secret:
+        return [], []
+    path = PurePosixPath(environ.get("AERODROME_SIGNING_KEY", "").strip())
+    if not path.is_absolute():
+        raise ValueError(
+            f"{SIGNING_SECRET_ENV}={secret}: set AERODROME_SIGNING_KEY to the absolute path the training pod "
+            "reads the key from, e.g. /etc/aerodrome/signing/ed25519.pem (the Secret's key is the file name)"
+        )
+    items = [k8s.V1KeyToPath(key=path.name, path=path.name)]
+    source = k8s.V1SecretVolumeSource(secret_name=secret, default_mode=0o400, items=items)
+    volume = k8s.V1Volume(name="signing-key", secret=source)
+    return [volume], [k8s.V1VolumeMount(name="signing-key", mount_path=str(path.parent), read_only=True)]
+
+
 class TrainingPodOperator(KubernetesPodOperator):
     """Run `python -m aerodrome.train.entrypoint` in a (GPU) pod sized by the use case's `model.resources`.
 
@@ -137,6 +158,8 @@ class TrainingPodOperator(KubernetesPodOperator):
         **kwargs: Any,
     ) -> None:
         volumes, mounts = host_path_mounts(host_paths or [])
+        key_volumes, key_mounts = signing_key_mount()
+        volumes, mounts = volumes + key_volumes, mounts + key_mounts
         secret_env = trainer_secret_env() if secret_env is None else secret_env
         settings_env = {k: os.environ[k] for k in (*TRAINER_ENV, *STORAGE_SETTINGS_ENV) if os.environ.get(k)}
         if resources.pod_template:

@@ -31,6 +31,9 @@ TRAINER_ENV = (
     "AERODROME_DB_REGIONS",
     "MLFLOW_TRACKING_URI",
     "MLFLOW_DISABLE_TELEMETRY",
+    "AERODROME_SIGNING_KEY",  # a path: registration signs; in a pod the key is mounted from its Secret
+    "AERODROME_REQUIRE_SIGNATURE",
+    "AERODROME_AUDIT_TABLE",
 )
 
 

@@ -86,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
         default=GatewaySettings.sync_seconds,
         help="replicas: how often each gateway pod polls the shared traffic share, reloads and window",
     )
+    render.add_argument(
+        "--trusted-keys-configmap",
+        help="ConfigMap of the public keys (*.pub) the gateway verifies model signatures with",
+    )
     render.add_argument("--storage-uri", help="the model's files for KServe (default: from the MLflow registry)")
     render.add_argument("--alias", help="registry alias to serve (default: challenger with --step, else champion)")
     render.add_argument("--artifacts-destination", help="the MLflow server's --artifacts-destination")
@@ -145,6 +149,7 @@ def render(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
             max_replicas=args.max_replicas,
             requests_per_second=args.requests_per_second,
             sync_seconds=args.sync_seconds,
+            trusted_keys_configmap=args.trusted_keys_configmap,
         )
         files["gateway.yaml"] = gateway_manifests(specs, gateway)
     if args.only != "gateway":

@@ -6,6 +6,9 @@ pods one by one, and turns on replica sync (`AERODROME_GATEWAY_SYNC_SECONDS`, `a
 the Service hands each admin call (traffic step, reload, fault drill) to one pod, and every other pod
 applies it from the shared data root within `sync_seconds`; the canary window any pod answers is every
 pod's. So the replicas need a data root they share: `s3://`, or a ReadWriteMany `data_claim`.
+
+The gateway verifies model signatures and never signs: it gets the trusted public keys (a ConfigMap mounted
+as a folder, `AERODROME_SIGNING_TRUSTED_KEYS`), never the private key; the audit trail's DSN only by Secret.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from aerodrome.usecase import UseCase
 DATA_MOUNT = "/opt/aerodrome/data"  # the image's AERODROME_DATA_ROOT and the owner of its files
 GATEWAY_UID = 50000  # docker/gateway/Dockerfile: GATEWAY_UID, group 0
 TOKEN_KEYS = {TOKEN_ENV: "token", ADMIN_TOKEN_ENV: "admin-token"}
+TRUSTED_KEYS_MOUNT = "/etc/aerodrome/trusted-keys"  # a folder of `*.pub` (aerodrome.security.config)
+SIGNER_ONLY_ENV = "AERODROME_SIGNING_KEY"  # the private key: the trainer's, never a verifier's
+SECRET_ONLY_ENV = ("AERODROME_AUDIT_DSN", "AERODROME_REDIS_URL", "AERODROME_FEATURE_REGISTRY", *TOKEN_KEYS)
 _QUANTITY = re.compile(r"\d+(\.\d+)?m?")  # the quantities a request rate needs: 50, 2.5, 500m
 
 
@@ -56,9 +62,21 @@ class GatewaySettings:
     max_replicas: int = 1  # > 1: HorizontalPodAutoscaler + PodDisruptionBudget (see the module docstring)
     requests_per_second: str = "50"  # the HPA's target per pod (a Kubernetes quantity)
     sync_seconds: float = 2.0  # replicas: how often each pod polls the shared state and shares its window
+    trusted_keys_configmap: str | None = None  # ConfigMap of public keys (`*.pub`) the gateway verifies with
 
     def __post_init__(self) -> None:
         dns_label(self.name, "gateway name")
+        if SIGNER_ONLY_ENV in self.env or SIGNER_ONLY_ENV in self.secret_env:
+            raise DeployError(
+                f"{SIGNER_ONLY_ENV} is the private key that signs models: the gateway only verifies, so give it "
+                "the public keys instead (--trusted-keys-configmap, AERODROME_SIGNING_TRUSTED_KEYS)"
+            )
+        inline = sorted(set(self.env) & set(SECRET_ONLY_ENV))
+        if inline:
+            raise DeployError(
+                f"{', '.join(inline)} may hold a password: give it by Secret reference (--secret-env ENV=SECRET:KEY), "
+                "not as a plain value"
+            )
         dns_label(self.namespace, "namespace")
         if not 0 < self.port < 65536:
             raise DeployError(f"gateway port {self.port} is not a TCP port (1-65535)")
@@ -98,6 +116,10 @@ def _env(settings: GatewaySettings) -> list[dict[str, Any]]:
     }
     if "://" in settings.data_root:  # the Feast registry stays a file: keep it on the shared volume
         plain["AERODROME_FEATURE_REPO"] = f"{DATA_MOUNT}/feature_repo"
+        if "AERODROME_AUDIT_DSN" not in settings.secret_env:  # the audit file's default is in the read-only image
+            plain["AERODROME_AUDIT_LOG"] = f"{DATA_MOUNT}/audit/audit.jsonl"
+    if settings.trusted_keys_configmap:
+        plain["AERODROME_SIGNING_TRUSTED_KEYS"] = TRUSTED_KEYS_MOUNT
     if settings.scales:
         plain[SYNC_ENV] = f"{settings.sync_seconds:g}"
     plain |= settings.env
@@ -144,6 +166,10 @@ def gateway_deployment(specs: list[UseCase], settings: GatewaySettings) -> dict[
         },
         "volumeMounts": [{"name": "data", "mountPath": DATA_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
     }
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}]
+    if settings.trusted_keys_configmap:
+        container["volumeMounts"].append({"name": "trusted-keys", "mountPath": TRUSTED_KEYS_MOUNT, "readOnly": True})
+        volumes.append({"name": "trusted-keys", "configMap": {"name": settings.trusted_keys_configmap}})
     data = (
         {"name": "data", "persistentVolumeClaim": {"claimName": settings.data_claim}}
         if settings.data_claim
@@ -159,7 +185,7 @@ def gateway_deployment(specs: list[UseCase], settings: GatewaySettings) -> dict[
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [data, {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}],
+        "volumes": [data, *volumes],
     }
     if settings.service_account:
         pod_spec["serviceAccountName"] = settings.service_account
