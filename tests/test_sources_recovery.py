@@ -259,6 +259,11 @@ def test_a_side_validated_again_after_its_features_reannounces_the_other_side(tm
     # the flights of a featured day fixed and validated again: the weather's day is announced once more
     assert companions_to_reannounce(lake, FLIGHTS, None, ds) == ["flight_delay__weather"]
     assert companions_to_reannounce(lake, FLIGHTS, "weather", ds) == ["flight_delay"]
+    # a validate run that began before the features ran (a task re-run after a scheduler restart): they saw it
+    began = datetime.now(UTC) - timedelta(minutes=1)
+    assert companions_to_reannounce(lake, FLIGHTS, None, ds, since=began) == []
+    later = datetime.now(UTC) + timedelta(seconds=2)  # a run begun after the day was featured: a real re-run
+    assert companions_to_reannounce(lake, FLIGHTS, None, ds, since=later) == ["flight_delay__weather"]
     lake.delete_prefix(f"validated/flight_delay__weather/date={ds}")  # quarantined: the features would wait
     assert companions_to_reannounce(lake, FLIGHTS, None, ds) == []
 

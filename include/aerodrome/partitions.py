@@ -300,14 +300,21 @@ def companion_datasets(spec: UseCase, source: str | None) -> list[str]:
     return [d for d in datasets if d != dataset_name(spec.name, source)]
 
 
-def companions_to_reannounce(storage: Storage, spec: UseCase, source: str | None, ds: str) -> list[str]:
+def companions_to_reannounce(
+    storage: Storage, spec: UseCase, source: str | None, ds: str, since: datetime | None = None
+) -> list[str]:
     """After dataset `source` validated `ds` again: its companions to announce once more, so the features of a
     day that was featured already run again (their own events were consumed by its first features run).
 
-    Empty on a day not featured yet (each dataset announces itself on the first pass, exactly one features run)
-    and when a companion has no validated partition of the day (the features would wait for it anyway).
+    Empty on a day not featured yet (each dataset announces itself on the first pass, exactly one features run),
+    when the day was featured at or after `since` (the validate run's start: its features already saw this
+    validation, e.g. a task re-run after a scheduler restart), and when a companion has no validated partition
+    of the day (the features would wait for it anyway).
     """
     if ds not in featured_days(storage, spec):
+        return []
+    featured_at = _recorded_at(storage, _state_key(spec, "featured", ds), "at")
+    if since is not None and featured_at is not None and featured_at >= since.replace(microsecond=0):
         return []
     companions = companion_datasets(spec, source)
     if any(ds not in _days(storage, "validated", spec, name) for name in companions):

@@ -192,9 +192,13 @@ class AnnounceCompanionsOperator(DatasetOperator):
 
         _, spec, storage = spec_and_storage(self.usecase)
         ds = partition_day(context, spec)
-        companions = companions_to_reannounce(storage, spec, self.source, ds)
+        started = getattr(context.get("dag_run"), "start_date", None)  # features after it saw this validation
+        companions = companions_to_reannounce(storage, spec, self.source, ds, since=started)
         if not companions:
-            raise AirflowSkipException(f"{ds}: not featured yet, or a companion is not validated: nothing to redo")
+            raise AirflowSkipException(
+                f"{ds}: not featured yet, featured since this run began, or a companion is not validated: "
+                "nothing to redo"
+            )
         self.log.info("%s was featured before: re-announcing the validated day of %s", ds, ", ".join(companions))
         announce(context, self.outlets, ds, reason="companion re-validated")
         return companions
