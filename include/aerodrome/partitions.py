@@ -311,12 +311,13 @@ def companions_to_reannounce(
     validation, e.g. a task re-run after a scheduler restart), and when a companion has no validated partition
     of the day (the features would wait for it anyway).
     """
-    if ds not in featured_days(storage, spec):
+    featured = _state_key(spec, "featured", ds)
+    if not storage.exists(featured):  # one key per check: no listing of the whole zone on each validate run
         return []
-    featured_at = _recorded_at(storage, _state_key(spec, "featured", ds), "at")
+    featured_at = _recorded_at(storage, featured, "at")
     if since is not None and featured_at is not None and featured_at >= since.replace(microsecond=0):
         return []
     companions = companion_datasets(spec, source)
-    if any(ds not in _days(storage, "validated", spec, name) for name in companions):
+    if any(not storage.exists(f"validated/{name}/date={ds}") for name in companions):
         return []
     return companions

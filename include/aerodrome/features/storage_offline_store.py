@@ -189,17 +189,7 @@ class StorageOfflineStore(DuckDBOfflineStore):
     def pull_latest_from_table_or_query(
         config: RepoConfig, data_source: DataSource, *args: Any, start_date: datetime, end_date: datetime, **kwargs: Any
     ) -> RetrievalJob:
-        span = {data_source.name: stamp_span(start_date, end_date)}
-        return pull_latest_from_table_or_query_ibis(
-            config,
-            data_source,
-            *args,
-            start_date=start_date,
-            end_date=end_date,
-            data_source_reader=partition_reader(config.offline_store, span),
-            data_source_writer=_write_data_source,
-            **kwargs,
-        )
+        return _pull(pull_latest_from_table_or_query_ibis, config, data_source, args, start_date, end_date, kwargs)
 
     @staticmethod
     def pull_all_from_table_or_query(
@@ -210,17 +200,7 @@ class StorageOfflineStore(DuckDBOfflineStore):
         end_date: datetime | None = None,
         **kwargs: Any,
     ) -> RetrievalJob:
-        span = {data_source.name: stamp_span(start_date, end_date)}
-        return pull_all_from_table_or_query_ibis(
-            config,
-            data_source,
-            *args,
-            start_date=start_date,
-            end_date=end_date,
-            data_source_reader=partition_reader(config.offline_store, span),
-            data_source_writer=_write_data_source,
-            **kwargs,
-        )
+        return _pull(pull_all_from_table_or_query_ibis, config, data_source, args, start_date, end_date, kwargs)
 
     @staticmethod
     def offline_write_batch(config: RepoConfig, feature_view: FeatureView, table: pa.Table, progress: Any) -> None:
@@ -228,3 +208,26 @@ class StorageOfflineStore(DuckDBOfflineStore):
             f"feature view {feature_view.name!r}: the offline store under {config.offline_store.data_root} is "
             "written by the features step (aerodrome.features.compute_features), not through Feast"
         )
+
+
+def _pull(
+    ibis_pull: Any,
+    config: RepoConfig,
+    data_source: DataSource,
+    args: tuple,
+    start_date: datetime | None,
+    end_date: datetime | None,
+    kwargs: dict[str, Any],
+) -> RetrievalJob:
+    """Feast's ibis pull (latest rows, or all rows) reading only the partitions of the stamp span."""
+    span = {data_source.name: stamp_span(start_date, end_date)}
+    return ibis_pull(
+        config,
+        data_source,
+        *args,
+        start_date=start_date,
+        end_date=end_date,
+        data_source_reader=partition_reader(config.offline_store, span),
+        data_source_writer=_write_data_source,
+        **kwargs,
+    )
